@@ -1,0 +1,89 @@
+"""smtpsec: secure-by-default, fast SMTP submission (RFC 8314).
+
+Implicit TLS is preferred, STARTTLS is only ever *required* TLS, certificates are
+always verified, and a guard fails closed on every downgrade trick::
+
+    import smtpsec
+
+    with smtpsec.connect("smtp.example.com", username="ann", password="...") as s:
+        s.send(message)
+        print(s.report)
+"""
+
+from __future__ import annotations
+
+from ._sending import RecipientRefusal, SendOptions, SendResult
+from ._version import __version__
+from .client import Session, connect, send
+from .errors import (
+    AuthenticationError,
+    CapabilityError,
+    CertificateError,
+    ConnectError,
+    DowngradeError,
+    InsecureAuthError,
+    InsecureConfigurationWarning,
+    InvalidArgumentError,
+    LocalProtocolError,
+    PinMismatchError,
+    PolicyError,
+    ProtocolError,
+    RecipientsRefused,
+    RemoteProtocolError,
+    ReplyError,
+    ResponseInjectionError,
+    SecurityError,
+    SenderRefused,
+    SMTPSecError,
+    SMTPSecWarning,
+    TimeoutError,
+    TLSUnavailableError,
+    TLSVersionError,
+    UntrustedDiscoveryError,
+    UpgradeAvailableWarning,
+)
+from .memory import Account, TLSMemory
+from .policy import Policy, Security, select_plan
+from .report import SecurityReport
+from .tls import TLSInfo
+
+__all__ = [
+    "Account",
+    "AuthenticationError",
+    "CapabilityError",
+    "CertificateError",
+    "ConnectError",
+    "DowngradeError",
+    "InsecureAuthError",
+    "InsecureConfigurationWarning",
+    "InvalidArgumentError",
+    "LocalProtocolError",
+    "PinMismatchError",
+    "Policy",
+    "PolicyError",
+    "ProtocolError",
+    "RecipientRefusal",
+    "RecipientsRefused",
+    "RemoteProtocolError",
+    "ReplyError",
+    "ResponseInjectionError",
+    "SMTPSecError",
+    "SMTPSecWarning",
+    "SecurityError",
+    "SecurityReport",
+    "SendOptions",
+    "SendResult",
+    "SenderRefused",
+    "Session",
+    "TLSInfo",
+    "TLSMemory",
+    "TLSUnavailableError",
+    "TLSVersionError",
+    "TimeoutError",
+    "UntrustedDiscoveryError",
+    "UpgradeAvailableWarning",
+    "__version__",
+    "connect",
+    "select_plan",
+    "send",
+]

@@ -1,0 +1,230 @@
+"""Connection security modes, the frozen Policy, and the pure mode-selection function.
+
+:func:`select_plan` is the one place that decides which port(s) to try and how
+TLS is started; its :class:`Plan` (and the reason in words) ends up in the
+session's :class:`~smtpsec.report.SecurityReport`.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
+
+from ._types import SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT
+from .errors import PolicyError
+
+if TYPE_CHECKING:
+    from .memory import TLSMemory
+
+__all__ = ["Attempt", "Plan", "Policy", "Security", "TLSStart", "is_loopback", "select_plan"]
+
+
+class Security(enum.Enum):
+    """How a connection reaches TLS (RFC 8314).
+
+    Attributes:
+        AUTO: port 465 → implicit TLS; any other port → STARTTLS, required; no
+            port → try 465 with implicit TLS, then 587 with required STARTTLS.
+            Never cleartext.
+        IMPLICIT_TLS: TLS from the first byte (port 465 by default).
+        STARTTLS: plaintext greeting, then STARTTLS, which is *required*: a server
+            that does not offer it, or refuses it, ends the connection.
+        OPPORTUNISTIC: STARTTLS when offered, otherwise cleartext with an
+            :class:`~smtpsec.errors.InsecureConfigurationWarning`; AUTH is refused
+            without verified TLS. For relays on trusted networks only.
+        PLAINTEXT: no TLS at all. Explicit; warns unless the host is loopback.
+    """
+
+    AUTO = "auto"
+    IMPLICIT_TLS = "implicit_tls"
+    STARTTLS = "starttls"
+    OPPORTUNISTIC = "opportunistic"
+    PLAINTEXT = "plaintext"
+
+
+TLSStart = Literal["implicit", "starttls", "opportunistic", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One port to try and how to start TLS on it."""
+
+    port: int
+    tls: TLSStart
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What :func:`select_plan` decided, and why (shown in the security report).
+
+    Attempts are tried in order, but only a *connection* failure moves on to the
+    next one; a security failure on any attempt ends the plan (no downgrade).
+    """
+
+    security: Security
+    attempts: tuple[Attempt, ...]
+    reason: str
+
+
+_PIN_RE: Final = re.compile(r"^sha256/[A-Za-z0-9+/]{43}=$")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Trust and minimum-security settings for connections (frozen).
+
+    Args:
+        cafile: PEM file of CA certificates to trust *instead of* the certifi
+            roots (a private CA: the usual reason people wrongly disable
+            verification).
+        cadata: PEM text (or DER bytes) of CA certificates, like ``cafile``.
+        ssl_context: a fully configured :class:`ssl.SSLContext` to use as given.
+            One that does not verify certificates and host names is refused
+            unless ``allow_unverified_context`` is also true.
+        min_tls_version: lowest TLS version accepted (default TLS 1.2, RFC 8997).
+            Lower only with ``allow_legacy_tls=True``.
+        allow_legacy_tls: explicit opt-in for a floor below TLS 1.2.
+        client_cert: ``(certfile, keyfile)`` or ``(certfile, keyfile, password)``
+            presented when the server asks (RFC 8314 §5.5).
+        pins: SPKI SHA-256 pins (``"sha256/<base64>"``); the leaf key must match
+            one. Pins add to chain validation.
+        pinned_instead_of_ca: accept a certificate that matches ``pins`` without
+            chain validation (self-signed server, RFC 8314 §5.4). Such a session
+            is never *confidential* and AUTH over it still needs
+            ``allow_cleartext_auth``.
+        memory: a :class:`~smtpsec.memory.TLSMemory` that remembers where
+            verified TLS worked and refuses a weaker session later.
+        allow_cleartext_auth: permit credentials without verified TLS (loopback
+            test servers). Emits a warning; never the default.
+        allow_unverified_context: acknowledge that ``ssl_context`` does not verify.
+    """
+
+    cafile: str | os.PathLike[str] | None = None
+    cadata: str | bytes | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    min_tls_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    allow_legacy_tls: bool = False
+    client_cert: tuple[str, str] | tuple[str, str, str] | None = None
+    pins: frozenset[str] = frozenset()
+    pinned_instead_of_ca: bool = False
+    memory: TLSMemory | None = field(default=None, compare=False)
+    allow_cleartext_auth: bool = False
+    allow_unverified_context: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_tls_version < ssl.TLSVersion.TLSv1_2 and not self.allow_legacy_tls:
+            raise PolicyError(
+                f"min_tls_version={self.min_tls_version.name} is below TLS 1.2, which "
+                "RFC 8996/8997 forbid; upgrade the server, or pass allow_legacy_tls=True "
+                "if you must reach it anyway"
+            )
+        if self.ssl_context is not None and not self.allow_unverified_context:
+            ctx = self.ssl_context
+            if ctx.verify_mode != ssl.CERT_REQUIRED or not ctx.check_hostname:
+                raise PolicyError(
+                    "the ssl_context given does not verify certificates and host names; "
+                    "trust a private CA with Policy(cafile=...) instead, or pass "
+                    "allow_unverified_context=True to accept an unauthenticated server"
+                )
+        if self.ssl_context is not None and (self.cafile or self.cadata):
+            raise PolicyError(
+                "give either ssl_context or cafile/cadata, not both: load the CA into "
+                "your context with ctx.load_verify_locations(...)"
+            )
+        # Accept any iterable of pins (a set, a list) but store it frozen.
+        object.__setattr__(self, "pins", frozenset(self.pins))
+        for pin in self.pins:
+            if not _PIN_RE.match(pin):
+                raise PolicyError(
+                    f"pin {pin!r} is not an SPKI SHA-256 pin; use the 'sha256/<base64>' "
+                    "string shown in Session.report.spki_pin"
+                )
+        if self.pinned_instead_of_ca and not self.pins:
+            raise PolicyError("pinned_instead_of_ca=True needs at least one pin in pins=")
+        if self.client_cert is not None and len(self.client_cert) not in (2, 3):
+            raise PolicyError("client_cert must be (certfile, keyfile[, password])")
+
+    @property
+    def verifies(self) -> bool:
+        """True when certificates are chain-validated and host names checked."""
+        if self.pinned_instead_of_ca:
+            return False
+        if self.ssl_context is not None:
+            return (
+                self.ssl_context.verify_mode == ssl.CERT_REQUIRED
+                and self.ssl_context.check_hostname
+            )
+        return True
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback address literals."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def select_plan(host: str, port: int | None, security: Security) -> Plan:
+    """Decide which port(s) to try and how TLS starts on each.
+
+    Pure: no I/O. The rules are RFC 8314's (implicit TLS preferred, STARTTLS
+    only as required TLS) and smtpsec's (no cleartext unless named).
+
+    Args:
+        host: the server name (only used to explain loopback plaintext).
+        port: the port, or ``None`` to let the mode choose.
+        security: the requested :class:`Security` mode.
+
+    Returns:
+        The :class:`Plan`.
+
+    Raises:
+        PolicyError: for an out-of-range port.
+    """
+    if port is not None and not 0 < port < 65536:
+        raise PolicyError(f"port {port} is out of range; submission uses 465 or 587")
+    if security is Security.AUTO:
+        if port is None:
+            return Plan(
+                security,
+                (Attempt(SUBMISSIONS_PORT, "implicit"), Attempt(SUBMISSION_PORT, "starttls")),
+                "no port given: trying 465 with implicit TLS first (RFC 8314 §3.3), then 587 "
+                "with required STARTTLS if 465 cannot be reached",
+            )
+        if port == SUBMISSIONS_PORT:
+            return Plan(
+                security,
+                (Attempt(port, "implicit"),),
+                "port 465 is 'submissions': implicit TLS (RFC 8314 §3.3, §7.3)",
+            )
+        note = " (port 25 is for relay; submission belongs on 465 or 587)" if port == 25 else ""
+        return Plan(
+            security,
+            (Attempt(port, "starttls"),),
+            f"port {port}: STARTTLS, required; cleartext is never used (RFC 8314 §3.3){note}",
+        )
+    if security is Security.IMPLICIT_TLS:
+        p = SUBMISSIONS_PORT if port is None else port
+        return Plan(security, (Attempt(p, "implicit"),), "implicit TLS requested")
+    if security is Security.STARTTLS:
+        p = SUBMISSION_PORT if port is None else port
+        return Plan(security, (Attempt(p, "starttls"),), "STARTTLS requested (required)")
+    if security is Security.OPPORTUNISTIC:
+        p = SUBMISSION_PORT if port is None else port
+        return Plan(
+            security,
+            (Attempt(p, "opportunistic"),),
+            "opportunistic STARTTLS requested: cleartext if the server offers no STARTTLS",
+        )
+    p = SMTP_PORT if port is None else port
+    where = "loopback" if is_loopback(host) else "a network host"
+    return Plan(security, (Attempt(p, "none"),), f"plaintext requested explicitly ({where})")

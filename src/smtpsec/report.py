@@ -1,0 +1,67 @@
+"""The per-session security report (RFC 8314 §5: say what protection the submission hop had)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .policy import Security
+
+__all__ = ["SecurityReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityReport:
+    """What protected this session's *submission hop* (client → MSA) and why.
+
+    It says nothing about later relay hops or end-to-end protection (RFC 8314 §8).
+
+    Attributes:
+        security: the requested mode.
+        mode: what happened: ``"implicit_tls"``, ``"starttls"`` or ``"plaintext"``.
+        reason: why this mode and port were chosen.
+        host: the server name connected to.
+        port: the port connected to.
+        tls_version: negotiated TLS version, or ``None`` without TLS.
+        cipher: negotiated cipher suite, or ``None``.
+        verified: the certificate chain and host name were validated.
+        spki_pin: ``"sha256/<base64>"`` of the server key (for ``Policy(pins=...)``).
+        pinned: the server key matched a configured pin.
+        confidential: RFC 8314 §5.2 minimum confidentiality met: TLS ≥ 1.2 with a
+            verified certificate (never for plaintext or pinned-only sessions).
+        authenticated_as: the user name authenticated, if any.
+        mechanism: the SASL mechanism used, if any.
+    """
+
+    security: Security
+    mode: str
+    reason: str
+    host: str
+    port: int
+    tls_version: str | None = None
+    cipher: str | None = None
+    verified: bool = False
+    spki_pin: str | None = None
+    pinned: bool = False
+    confidential: bool = False
+    authenticated_as: str | None = None
+    mechanism: str | None = None
+
+    def __str__(self) -> str:
+        lines = [
+            f"submission hop   {self.host}:{self.port}",
+            f"mode             {self.mode} (requested {self.security.name})",
+            f"why              {self.reason}",
+        ]
+        if self.tls_version:
+            lines.append(f"tls              {self.tls_version} {self.cipher}")
+            lines.append(f"certificate      {'verified' if self.verified else 'NOT verified'}")
+            if self.spki_pin:
+                lines.append(
+                    f"spki pin         {self.spki_pin}{' (matched)' if self.pinned else ''}"
+                )
+        else:
+            lines.append("tls              none: everything was sent in cleartext")
+        lines.append(f"confidential     {'yes' if self.confidential else 'NO'}")
+        if self.authenticated_as is not None:
+            lines.append(f"authenticated    {self.authenticated_as} via {self.mechanism}")
+        return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""The I/O-free SMTP client core: bytes in, events out.
+
+Nothing in this package imports ``socket``, ``ssl``, ``time``, ``logging`` or
+``asyncio`` (a test asserts it): it can be driven by any transport.
+"""
+
+from __future__ import annotations
+
+from ._body import BdatEncoder, DataEncoder, LineNormalizer
+from ._commands import (
+    Command,
+    ehlo_name,
+    encode_command,
+    mailbox_needs_smtputf8,
+    validate_mailbox,
+    xtext,
+)
+from ._connection import ClientConnection, Response, State
+from ._extensions import Extensions, parse_ehlo
+from ._replies import EnhancedStatus, Reply, ReplyParser
+
+__all__ = [
+    "BdatEncoder",
+    "ClientConnection",
+    "Command",
+    "DataEncoder",
+    "EnhancedStatus",
+    "Extensions",
+    "LineNormalizer",
+    "Reply",
+    "ReplyParser",
+    "Response",
+    "State",
+    "ehlo_name",
+    "encode_command",
+    "mailbox_needs_smtputf8",
+    "parse_ehlo",
+    "validate_mailbox",
+    "xtext",
+]

@@ -1,0 +1,374 @@
+"""The client dialogue as one state table: what may be sent when, and what replies mean.
+
+``ClientConnection`` is I/O-free (h11's model): :meth:`ClientConnection.send`
+validates a command against the state it *will* be in once everything already
+queued succeeds (so pipelined groups are expressible) and returns the bytes to
+write; :meth:`ClientConnection.receive_data` turns server bytes into
+:class:`Response` events, matched to commands purely by counting
+(R-2920-3.1-3), and moves the real state. Anything the table does not allow is
+a :class:`~smtpsec.errors.LocalProtocolError`; a reply nobody asked for is a
+:class:`~smtpsec.errors.RemoteProtocolError` (R-LIB-DESYNC-1).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+from ..errors import LocalProtocolError, RemoteProtocolError, ResponseInjectionError
+from ._commands import Command, encode_command
+from ._extensions import Extensions, parse_ehlo
+from ._replies import Reply, ReplyParser
+
+__all__ = ["ClientConnection", "Response", "State"]
+
+
+class State(enum.Enum):
+    """Where the dialogue stands."""
+
+    GREETING = "greeting"  # connected, waiting for the 220
+    NEED_EHLO = "need-ehlo"  # greeted (or TLS just started): only EHLO/HELO/QUIT
+    READY = "ready"  # EHLO done, no mail transaction open
+    AUTH = "auth"  # inside a SASL exchange (334 received)
+    MAIL = "mail"  # MAIL accepted
+    RCPT = "rcpt"  # at least one RCPT accepted
+    DATA = "data"  # 354 received: the body is being sent
+    TLS_PENDING = "tls-pending"  # 220 to STARTTLS: the handshake must happen now
+    CLOSED = "closed"  # QUIT answered, 421, or a fatal error
+
+
+#: Commands that may be sent in each state; the value is the state after success.
+_TABLE: Final[dict[State, dict[str, State]]] = {
+    State.NEED_EHLO: {"EHLO": State.READY, "HELO": State.READY},
+    State.READY: {
+        "EHLO": State.READY,
+        "STARTTLS": State.TLS_PENDING,
+        "AUTH": State.READY,
+        "MAIL": State.MAIL,
+        "RSET": State.READY,
+        "NOOP": State.READY,
+    },
+    State.AUTH: {"": State.READY},
+    State.MAIL: {"RCPT": State.RCPT, "RSET": State.READY, "NOOP": State.MAIL},
+    State.RCPT: {
+        "RCPT": State.RCPT,
+        "DATA": State.DATA,
+        "BDAT": State.READY,  # BDAT ... LAST; non-LAST chunks stay in RCPT (see _advance)
+        "RSET": State.READY,
+        "NOOP": State.RCPT,
+    },
+}
+
+#: Before TLS, a TLS-required connection may only say these (R-8314-5.2-4).
+_PRE_TLS_ALLOWED: Final = frozenset({"EHLO", "STARTTLS", "QUIT"})
+
+#: After these, RFC 2920 §3.1 says wait for the reply before sending more.
+_GROUP_ENDERS: Final = frozenset({"EHLO", "HELO", "DATA", "QUIT", "NOOP", "STARTTLS", "AUTH", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A reply matched to the command it answers.
+
+    Attributes:
+        command: the command, or ``None`` for the greeting and for the reply
+            that ends the message body (``data_end`` is then true).
+        reply: the server's reply.
+        data_end: true for the reply to the end of a DATA body.
+        tls: true when the reply arrived over TLS.
+    """
+
+    command: Command | None
+    reply: Reply
+    data_end: bool = False
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    command: Command | None
+    data_end: bool = False
+
+
+class ClientConnection:
+    """State machine for one SMTP client connection.
+
+    Args:
+        tls_active: true when the transport is already TLS (implicit TLS).
+        require_tls: when true, the only commands allowed before TLS are
+            ``EHLO``, ``STARTTLS`` and ``QUIT`` (R-8314-5.2-4): a second line of
+            defence behind the client's guard.
+        parser: a custom reply parser (limits); a default one otherwise.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_active: bool = False,
+        require_tls: bool = True,
+        parser: ReplyParser | None = None,
+    ) -> None:
+        self._parser = parser or ReplyParser()
+        self._state = State.GREETING
+        self._projected = State.GREETING
+        self._pending: deque[_Pending] = deque([_Pending(None)])
+        self._tls_active = tls_active
+        self._require_tls = require_tls
+        self._extensions: Extensions | None = None
+        self._server_name = ""
+        self._authenticated = False
+        self._injected = b""
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> State:
+        """The state after every reply received so far."""
+        return self._state
+
+    @property
+    def tls_active(self) -> bool:
+        """True once the transport runs TLS."""
+        return self._tls_active
+
+    @property
+    def authenticated(self) -> bool:
+        """True after a ``235`` to AUTH on this connection."""
+        return self._authenticated
+
+    @property
+    def extensions(self) -> Extensions | None:
+        """Extensions from the latest EHLO, or ``None`` before one (and after STARTTLS)."""
+        return self._extensions
+
+    @property
+    def server_name(self) -> str:
+        """The name the server gave in its latest EHLO reply."""
+        return self._server_name
+
+    @property
+    def awaiting(self) -> int:
+        """How many replies are still outstanding."""
+        return len(self._pending)
+
+    @property
+    def injected_data(self) -> bytes:
+        """Bytes that arrived after the ``220`` to STARTTLS (must be empty)."""
+        return self._injected
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, command: Command) -> bytes:
+        """Validate ``command`` against the projected state and encode it.
+
+        Raises:
+            LocalProtocolError: the command is not legal now.
+            InvalidArgumentError: an argument cannot be sent safely.
+        """
+        verb = command.verb
+        if self._projected is State.CLOSED or self._projected is State.TLS_PENDING:
+            raise LocalProtocolError(
+                f"cannot send {verb or 'AUTH data'}: the connection is "
+                f"{self._projected.value}; open a new connection"
+            )
+        if self._pending and self._pending[-1].command is not None:
+            last = self._pending[-1].command.verb
+            if last in _GROUP_ENDERS:
+                raise LocalProtocolError(
+                    f"cannot queue {verb or 'AUTH data'} behind {last or 'AUTH data'}: "
+                    "RFC 2920 requires waiting for that reply first"
+                )
+        if self._require_tls and not self._tls_active and verb not in _PRE_TLS_ALLOWED:
+            raise LocalProtocolError(
+                f"refusing to send {verb or 'AUTH data'} before TLS: only EHLO, STARTTLS "
+                "and QUIT may precede TLS (RFC 8314 §5.2)"
+            )
+        if verb == "STARTTLS" and self._tls_active:
+            raise LocalProtocolError(
+                "refusing STARTTLS on a connection that already runs TLS (RFC 3207 §4.2)"
+            )
+        if verb == "AUTH" and self._authenticated:
+            raise LocalProtocolError("already authenticated; AUTH may be sent once (RFC 4954 §4)")
+        if verb == "QUIT":
+            nxt = State.CLOSED
+        else:
+            nxt = self._lookup(self._projected, verb)
+            if verb == "BDAT" and not _is_last_chunk(command):
+                nxt = State.RCPT
+        data = encode_command(command)
+        self._pending.append(_Pending(command))
+        self._projected = nxt
+        return data
+
+    def send_body(self, data: bytes) -> bytes:
+        """Pass body bytes through while in DATA state (already encoded by DataEncoder)."""
+        if self._state is not State.DATA:
+            raise LocalProtocolError(
+                "message content may only follow a 354 reply to DATA (RFC 5321 §3.3)"
+            )
+        return data
+
+    def end_data(self) -> None:
+        """Record that the body terminator was sent: one more reply is due."""
+        if self._state is not State.DATA:
+            raise LocalProtocolError("no DATA body is open")
+        self._pending.append(_Pending(None, data_end=True))
+        self._projected = State.READY
+
+    def tls_started(self) -> None:
+        """Record that the TLS handshake completed after ``220`` to STARTTLS.
+
+        Everything learnt before TLS is forgotten; a fresh EHLO is required
+        (R-3207-4.2-1).
+
+        Raises:
+            ResponseInjectionError: bytes arrived between the 220 and the handshake.
+            LocalProtocolError: no STARTTLS was accepted.
+        """
+        if self._state is not State.TLS_PENDING:
+            raise LocalProtocolError("tls_started() without an accepted STARTTLS")
+        if self._injected or self._parser.buffered:
+            raise ResponseInjectionError(
+                "the server (or an attacker in the path) sent data after the 220 reply "
+                "to STARTTLS and before the TLS handshake; the connection was aborted. "
+                "Report this server: a genuine one never does that (RFC 3207, R-EAST-BR-1)"
+            )
+        self._tls_active = True
+        self._extensions = None
+        self._server_name = ""
+        self._state = self._projected = State.NEED_EHLO
+
+    def close(self) -> None:
+        """Mark the connection closed (transport gone)."""
+        self._state = self._projected = State.CLOSED
+        self._pending.clear()
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes) -> list[Response]:
+        """Feed server bytes; return the responses they complete.
+
+        Raises:
+            RemoteProtocolError: malformed reply, or a reply nobody asked for.
+        """
+        if self._state is State.TLS_PENDING:
+            # Anything here is plaintext injected before the handshake.
+            self._injected += data
+            return []
+        responses: list[Response] = []
+        for reply in self._parser.feed(data):
+            if not self._pending:
+                self._state = self._projected = State.CLOSED
+                raise RemoteProtocolError(
+                    f"the server sent a reply nobody asked for ({reply.code}); "
+                    "replies and commands are out of step, so the connection was closed "
+                    "(possible injection, R-LIB-DESYNC-1)"
+                )
+            pending = self._pending.popleft()
+            responses.append(
+                Response(pending.command, reply, data_end=pending.data_end, tls=self._tls_active)
+            )
+            self._advance(pending, reply)
+            if self._tls_pending():
+                self._injected = self._parser.take_buffered()
+                break
+        if not self._pending and not self._tls_pending():
+            # Everything is answered: what we expected no longer matters.
+            self._projected = self._state
+        return responses
+
+    # ------------------------------------------------------------------ internals
+
+    def _tls_pending(self) -> bool:
+        return self._state is State.TLS_PENDING
+
+    @staticmethod
+    def _lookup(state: State, verb: str) -> State:
+        if verb in {"NOOP", "RSET"} and state in {State.NEED_EHLO, State.GREETING}:
+            raise LocalProtocolError(f"{verb} before EHLO is not allowed")
+        allowed = _TABLE.get(state, {})
+        if verb not in allowed:
+            hint = ""
+            if state is State.GREETING:
+                hint = "; wait for the server greeting first"
+            elif state is State.NEED_EHLO:
+                hint = "; send EHLO first"
+            raise LocalProtocolError(
+                f"{verb or 'AUTH data'} is not allowed in state {state.value}{hint}"
+            )
+        return allowed[verb]
+
+    def _advance(self, pending: _Pending, reply: Reply) -> None:
+        command = pending.command
+        if reply.code == 421:
+            # RFC 5321 §3.8: the server is closing the channel.
+            self._state = self._projected = State.CLOSED
+            self._pending.clear()
+            return
+        if command is None:
+            if pending.data_end:
+                self._state = State.READY
+            elif reply.code == 220:
+                self._state = State.NEED_EHLO
+                if self._projected is State.GREETING:
+                    self._projected = State.NEED_EHLO
+            else:
+                self._state = self._projected = State.CLOSED
+            return
+        verb = command.verb
+        if verb == "QUIT":
+            self._state = self._projected = State.CLOSED
+            return
+        if verb == "AUTH" or (verb == "" and self._state is State.AUTH):
+            if reply.code == 334:
+                self._state = self._projected = State.AUTH
+            else:
+                if reply.code == 235:
+                    self._authenticated = True
+                self._state = self._projected = State.READY
+            return
+        if verb == "STARTTLS":
+            if reply.code == 220:
+                self._state = State.TLS_PENDING
+                self._projected = State.TLS_PENDING
+                self._pending.clear()
+            else:
+                self._state = State.READY
+                if self._projected is State.TLS_PENDING:
+                    self._projected = State.READY
+            return
+        if verb == "DATA":
+            # RFC 5321 §3.3: no content without 354; on any other reply the
+            # transaction stays as it was and the client must RSET.
+            if reply.code == 354:
+                self._state = State.DATA
+            return
+        if not reply.is_success:
+            # A refused command leaves the real state as it was (a refused MAIL
+            # opens no transaction; a refused RCPT or BDAT keeps it, and the
+            # client must RSET, RFC 3030 §2); pipelined commands behind it are
+            # answered with failures and change nothing either.
+            return
+        if verb == "EHLO" or verb == "HELO":
+            if verb == "EHLO":
+                self._server_name, self._extensions = parse_ehlo(reply)
+            else:
+                self._extensions = Extensions()
+            self._state = State.READY
+            return
+        if verb == "BDAT" and not _is_last_chunk(command):
+            return
+        try:
+            self._state = self._lookup(self._state, verb)
+        except LocalProtocolError:
+            self._state = self._projected = State.CLOSED
+            raise RemoteProtocolError(
+                f"the server accepted {verb} out of sequence (state {self._state.value}); "
+                "the dialogue is out of step, connection closed"
+            ) from None
+
+
+def _is_last_chunk(command: Command) -> bool:
+    return command.argument.upper().endswith("LAST")

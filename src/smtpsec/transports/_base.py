@@ -1,0 +1,51 @@
+"""The transport contract every byte stream implements."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Protocol, runtime_checkable
+
+from ..tls import TLSInfo
+
+__all__ = ["Transport"]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A bidirectional byte stream to one SMTP server."""
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """Facts about the TLS session, or ``None`` for plaintext."""
+
+    def write(self, data: bytes, *, timeout: float) -> None:
+        """Write all of ``data`` within ``timeout`` seconds.
+
+        Raises:
+            smtpsec.errors.TimeoutError: the deadline passed.
+            smtpsec.errors.ConnectError: the connection was lost.
+        """
+
+    def read(self, *, timeout: float) -> bytes:
+        """Return the next bytes available (``b""`` at end of stream).
+
+        Raises:
+            smtpsec.errors.TimeoutError: nothing arrived within ``timeout``.
+            smtpsec.errors.ConnectError: the connection was lost.
+        """
+
+    def pending_plaintext(self) -> bytes:
+        """Bytes that already arrived but were not read (checked before STARTTLS)."""
+
+    def start_tls(
+        self, context: ssl.SSLContext, *, server_hostname: str | None, timeout: float
+    ) -> Transport:
+        """Run the TLS handshake and return the TLS transport.
+
+        Raises:
+            ssl.SSLError: the handshake failed (the caller maps it to a typed error).
+            smtpsec.errors.TimeoutError: the handshake did not finish in time.
+        """
+
+    def close(self) -> None:
+        """Close the stream (sending TLS close_notify first when TLS is active)."""

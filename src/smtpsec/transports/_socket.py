@@ -1,0 +1,165 @@
+"""Blocking socket (+ ssl) transport; socket errors become smtpsec errors here, at the edge."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import ssl
+import time
+
+from ..errors import ConnectError
+from ..errors import TimeoutError as DeadlineError
+from ..tls import TLSInfo, tls_info
+
+__all__ = ["SocketTransport", "open_socket"]
+
+_READ_SIZE = 64 * 1024
+
+
+def open_socket(host: str, port: int, *, timeout: float) -> socket.socket:
+    """Open a TCP connection, mapping failures to :class:`ConnectError`/:class:`TimeoutError`."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError as exc:
+        raise DeadlineError(
+            f"connecting to {host}:{port} timed out after {timeout:g}s; check host, port "
+            "and firewall, or raise timeout="
+        ) from exc
+    except OSError as exc:
+        raise ConnectError(
+            f"cannot connect to {host}:{port}: {exc.strerror or exc}; check the host name "
+            "and port (submission uses 465 or 587)"
+        ) from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _sni(host: str | None) -> str | None:
+    # R-LIB-SNI-1: never send an address literal as SNI (ssl still checks IP SANs).
+    if host is None:
+        return None
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host
+    return host.strip("[]")
+
+
+class SocketTransport:
+    """A :class:`~smtpsec.transports.Transport` over a blocking socket.
+
+    Args:
+        sock: a connected socket (or :class:`ssl.SSLSocket`).
+        tls: TLS facts when ``sock`` already runs TLS.
+        peer: ``"host:port"`` for error messages.
+    """
+
+    def __init__(self, sock: socket.socket, *, tls: TLSInfo | None = None, peer: str = "") -> None:
+        self._sock = sock
+        self._tls = tls
+        self._peer = peer or "server"
+        self._closed = False
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """TLS facts, or ``None`` for plaintext."""
+        return self._tls
+
+    @property
+    def socket(self) -> socket.socket:
+        """The underlying socket (for adapters that need it)."""
+        return self._sock
+
+    def write(self, data: bytes, *, timeout: float) -> None:
+        """Send all of ``data`` within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineError(
+                    f"writing to {self._peer} timed out; the server stopped reading"
+                )
+            self._sock.settimeout(remaining)
+            try:
+                sent = self._sock.send(view)
+            except TimeoutError as exc:
+                raise DeadlineError(
+                    f"writing to {self._peer} timed out; the server stopped reading"
+                ) from exc
+            except OSError as exc:
+                raise ConnectError(f"connection to {self._peer} lost while writing: {exc}") from exc
+            view = view[sent:]
+
+    def read(self, *, timeout: float) -> bytes:
+        """Return the next bytes available, or ``b""`` at end of stream."""
+        if timeout <= 0:
+            raise DeadlineError(f"no complete reply from {self._peer} in time")
+        self._sock.settimeout(timeout)
+        try:
+            return self._sock.recv(_READ_SIZE)
+        except TimeoutError as exc:
+            raise DeadlineError(
+                f"no complete reply from {self._peer} within the timeout; the server is "
+                "slow, stuck, or sending too slowly (raise timeout= if it is just slow)"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise ConnectError(f"TLS error reading from {self._peer}: {exc}") from exc
+        except OSError as exc:
+            raise ConnectError(f"connection to {self._peer} lost while reading: {exc}") from exc
+
+    def pending_plaintext(self) -> bytes:
+        """Peek at bytes that arrived but were not read (never consumes them)."""
+        if isinstance(self._sock, ssl.SSLSocket):
+            return b""
+        # With a timeout set, recv() waits for readability even with MSG_DONTWAIT;
+        # a non-blocking socket answers at once.
+        previous = self._sock.gettimeout()
+        self._sock.setblocking(False)
+        try:
+            return self._sock.recv(_READ_SIZE, socket.MSG_PEEK)
+        except OSError:  # BlockingIOError: nothing there (other errors surface on read)
+            return b""
+        finally:
+            self._sock.settimeout(previous)
+
+    def start_tls(
+        self, context: ssl.SSLContext, *, server_hostname: str | None, timeout: float
+    ) -> SocketTransport:
+        """Wrap the socket in TLS and run the handshake within ``timeout``."""
+        self._sock.settimeout(timeout)
+        verified = context.verify_mode == ssl.CERT_REQUIRED
+        try:
+            tls_sock = context.wrap_socket(
+                self._sock,
+                server_hostname=_sni(server_hostname),
+                do_handshake_on_connect=True,
+            )
+        except TimeoutError as exc:
+            raise DeadlineError(
+                f"TLS handshake with {self._peer} did not finish within {timeout:g}s; if "
+                "this port speaks STARTTLS, use Security.STARTTLS"
+            ) from exc
+        except ssl.SSLError:
+            raise
+        except OSError as exc:
+            raise ConnectError(
+                f"connection to {self._peer} lost during the TLS handshake: {exc}"
+            ) from exc
+        self._closed = True  # the plaintext transport is finished
+        return SocketTransport(tls_sock, tls=tls_info(tls_sock, verified=verified), peer=self._peer)
+
+    def close(self) -> None:
+        """Close; with TLS, send close_notify first without waiting long (R-8314-3.4-1/2)."""
+        if self._closed:
+            return
+        self._closed = True
+        sock = self._sock
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.settimeout(1.0)
+                with contextlib.suppress(OSError, ValueError):
+                    sock.unwrap()
+        finally:
+            sock.close()
