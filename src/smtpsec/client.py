@@ -7,33 +7,30 @@ checkpoint, authenticates, and hands mail to the transaction engine.
 from __future__ import annotations
 
 import contextlib
-import ssl
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
-from . import auth as sasl
+from ._establish import endpoint_setup, establish
 from ._message import MessageInput, prepare_message
 from ._sending import SendOptions, SendResult, run_transactions
 from ._wire import Wire
+from .discovery import Endpoint
 from .errors import (
-    AuthenticationError,
-    CapabilityError,
     ConnectError,
     InsecureConfigurationWarning,
     InvalidArgumentError,
     LocalProtocolError,
     RemoteProtocolError,
-    ReplyError,
     SMTPSecError,
 )
 from .errors import TimeoutError as DeadlineError
 from .guard import Guard
-from .policy import Attempt, Plan, Policy, Security, is_loopback, select_plan
+from .identity import ReferenceIdentity
+from .policy import Policy, Security, is_loopback, select_plan
 from .report import SecurityReport
-from .sansio import ClientConnection, Command, Extensions, Reply, ehlo_name
-from .tls import TLSInfo, build_context, translate_ssl_error
-from .transports import SocketTransport, Transport, open_socket
+from .sansio import Command, Extensions, Reply, ehlo_name
+from .transports import SocketTransport, open_socket
 
 __all__ = ["Session", "connect", "send"]
 
@@ -184,7 +181,7 @@ class Session:
 
 
 def connect(
-    host: str,
+    host: str | Endpoint,
     port: int | None = None,
     *,
     security: Security = Security.AUTO,
@@ -195,11 +192,15 @@ def connect(
     policy: Policy | None = None,
     timeout: float = 30.0,
     local_hostname: str | None = None,
+    confirmed_target: bool = False,
 ) -> Session:
     """Open a secure submission session (RFC 8314).
 
     Args:
-        host: the submission server's name (certificates are checked against it).
+        host: the submission server's name (certificates are checked against it),
+            or an :class:`~smtpsec.discovery.Endpoint` from :func:`smtpsec.discover`
+            (its port and TLS mode are used, and the certificate must match the
+            user's domain per RFC 7817).
         port: 465 (implicit TLS) or 587 (STARTTLS); ``None`` lets ``security`` choose.
         security: how TLS starts; :attr:`Security.AUTO` never uses cleartext.
         username: user name for SMTP AUTH.
@@ -210,6 +211,10 @@ def connect(
         policy: trust and minimum-security settings; :class:`Policy` defaults.
         timeout: seconds for connecting, the TLS handshake, and each whole reply.
         local_hostname: the EHLO name; ``[127.0.0.1]`` by default (never the FQDN).
+        confirmed_target: for an Endpoint whose SRV answer was not DNSSEC-validated
+            and whose target lies outside the user's domain: the user confirmed
+            this target (RFC 8314 §5.1, RFC 7817 §3). Without it such an endpoint
+            is refused with :class:`~smtpsec.errors.UntrustedDiscoveryError`.
 
     Returns:
         An open :class:`Session` (use it as a context manager).
@@ -220,6 +225,11 @@ def connect(
         TimeoutError: a deadline passed.
     """
     policy = policy or Policy()
+    identity: ReferenceIdentity | None = None
+    if isinstance(host, Endpoint):
+        host, port, security, identity = endpoint_setup(
+            host, port, security, policy, confirmed_target=confirmed_target
+        )
     plan = select_plan(host, port, security)
     helo = ehlo_name(local_hostname)
     if security is Security.PLAINTEXT and not is_loopback(host):
@@ -260,243 +270,15 @@ def connect(
             password=password,
             mechanism=auth,
             token=token,
+            identity=identity,
         )
     raise AssertionError("unreachable: a plan has at least one attempt")  # pragma: no cover
-
-
-def establish(
-    transport: Transport,
-    *,
-    host: str,
-    plan: Plan,
-    attempt: Attempt,
-    guard: Guard,
-    policy: Policy,
-    timeout: float,
-    helo: str,
-    username: str | None = None,
-    password: str | None = None,
-    mechanism: str | None = None,
-    token: TokenSource | None = None,
-) -> Session:
-    """Run greeting, TLS, EHLO and AUTH over an already-open ``transport``.
-
-    Public for tests and custom transports (e.g. :class:`~smtpsec.transports.MemoryTransport`).
-    """
-    context: ssl.SSLContext | None = None
-    peer = f"{host}:{attempt.port}"
-    pinned = False
-    wire: Wire | None = None
-    try:
-        if attempt.tls != "none":
-            context = build_context(policy)
-        if attempt.tls == "implicit":
-            assert context is not None
-            transport = _handshake(transport, context, host, attempt, timeout, implicit=True)
-            pinned = guard.after_handshake(_tls(transport))
-        conn = ClientConnection(
-            tls_active=transport.tls is not None,
-            require_tls=attempt.tls in ("implicit", "starttls"),
-        )
-        wire = Wire(transport, conn, timeout=timeout, peer=peer)
-        _greeting(wire, guard, attempt)
-        extensions = _ehlo(wire, helo)
-        if guard.after_ehlo(extensions, tls=transport.tls is not None):
-            assert context is not None
-            guard.after_starttls_reply(wire.one(Command("STARTTLS")))
-            _check_injection(wire)
-            transport = _handshake(transport, context, host, attempt, timeout, implicit=False)
-            wire.transport = transport
-            conn.tls_started()
-            pinned = guard.after_handshake(_tls(transport))
-            extensions = _ehlo(wire, helo)
-        info = transport.tls
-        if info is not None and info.verified and policy.memory is not None:
-            policy.memory.record(
-                guard.account,
-                mode="implicit_tls" if attempt.tls == "implicit" else "starttls",
-                tls_version=info.version,
-            )
-        used_mech = None
-        if username is not None or token is not None:
-            guard.before_auth(info)
-            used_mech = _authenticate(
-                wire,
-                extensions,
-                username,
-                password,
-                token,
-                mechanism,
-                policy.client_cert is not None,
-            )
-    except BaseException:
-        _quit_quietly(transport, wire)
-        raise
-    report = SecurityReport(
-        security=plan.security,
-        mode=("implicit_tls" if attempt.tls == "implicit" else "starttls") if info else "plaintext",
-        reason=plan.reason,
-        host=host,
-        port=attempt.port,
-        tls_version=info.version if info else None,
-        cipher=info.cipher if info else None,
-        verified=bool(info and info.verified),
-        spki_pin=info.spki_pin if info else None,
-        pinned=pinned,
-        confidential=guard.confidential(info),
-        authenticated_as=username if used_mech else None,
-        mechanism=used_mech,
-    )
-    return Session(wire, guard, report, extensions)
-
-
-def _tls(transport: Transport) -> TLSInfo:
-    info = transport.tls
-    assert info is not None
-    return info
-
-
-def _handshake(
-    transport: Transport,
-    context: ssl.SSLContext,
-    host: str,
-    attempt: Attempt,
-    timeout: float,
-    *,
-    implicit: bool,
-) -> Transport:
-    try:
-        return transport.start_tls(context, server_hostname=host, timeout=timeout)
-    except ssl.SSLError as exc:
-        transport.close()
-        raise translate_ssl_error(exc, host=host, port=attempt.port, implicit=implicit) from exc
-
-
-def _greeting(wire: Wire, guard: Guard, attempt: Attempt) -> None:
-    try:
-        (greeting,) = wire.read(1)
-    except RemoteProtocolError as exc:
-        if attempt.tls in ("starttls", "opportunistic", "none"):
-            raise RemoteProtocolError(
-                f"{wire.peer} did not send an SMTP greeting ({exc}); if this port speaks "
-                "implicit TLS (port 465), use Security.IMPLICIT_TLS or Security.AUTO"
-            ) from exc
-        raise
-    except DeadlineError as exc:
-        if attempt.tls != "implicit":
-            raise DeadlineError(
-                f"{wire.peer} sent no greeting within {wire.timeout:g}s; port "
-                f"{attempt.port} may speak implicit TLS: use Security.IMPLICIT_TLS or AUTO"
-            ) from exc
-        raise
-    guard.after_greeting(greeting.reply, tls=wire.transport.tls is not None)
-
-
-def _ehlo(wire: Wire, helo: str) -> Extensions:
-    reply = wire.one(Command("EHLO", helo))
-    if reply.code != 250:
-        # No HELO fallback: HELO cannot carry STARTTLS (R-LIB-HELO-1).
-        raise ReplyError(
-            f"{wire.peer} refused EHLO with {reply.code}; smtpsec does not fall back to HELO",
-            code=reply.code,
-            enhanced_status=str(reply.enhanced_status) if reply.enhanced_status else None,
-            text=reply.text,
-            server_text_authenticated=wire.transport.tls is not None,
-        )
-    extensions = wire.conn.extensions
-    assert extensions is not None
-    return extensions
-
-
-def _check_injection(wire: Wire) -> None:
-    if wire.conn.injected_data or wire.transport.pending_plaintext():
-        from .errors import ResponseInjectionError
-
-        raise ResponseInjectionError(
-            f"{wire.peer} (or an attacker in the path) sent data after the 220 reply to "
-            "STARTTLS and before the TLS handshake; the connection was aborted "
-            "(R-EAST-BR-1). A genuine server never does this"
-        )
-
-
-def _authenticate(
-    wire: Wire,
-    extensions: Extensions,
-    username: str | None,
-    password: str | None,
-    token: TokenSource | None,
-    explicit: str | None,
-    client_cert: bool,
-) -> str:
-    offered = extensions.auth_mechanisms
-    if not offered:
-        raise CapabilityError(
-            f"{wire.peer} offers no AUTH after TLS, but credentials were given; refusing to "
-            "send mail unauthenticated (RFC 4954 §9). Check the port (587/465) and account"
-        )
-    mech = sasl.choose_mechanism(
-        offered,
-        credentials=sasl.Credentials(username, password) if username is not None else None,
-        token=token,
-        client_cert=client_cert,
-        explicit=explicit,
-    )
-    # "AUTH NAME [initial-response]"; the IR is left out when the line would be too long.
-    arg = sasl.auth_command(mech).removeprefix("AUTH ")
-    reply = wire.one(Command("AUTH", arg, redact=True))
-    first = True
-    while reply.code == 334:
-        first = False
-        raw = reply.lines[0] if reply.lines else ""
-        try:
-            response = mech.respond(sasl.decode_challenge(raw))
-        except SMTPSecError:
-            wire.one(Command("", "*"))  # R-4954-4-2: cancel, then fail
-            raise
-        reply = wire.one(Command("", sasl.encode_response(response), redact=True))
-    if reply.code == 235:
-        mech.verify_success(sasl.decode_success_data(reply.lines[0] if reply.lines else ""))
-        return mech.name
-    if reply.code == 503 and first:
-        raise RemoteProtocolError(
-            f"{wire.peer} answered the first AUTH with 503 ('already authenticated'): this "
-            "session was not set up by us (session fixation or injection); aborting"
-        )
-    enhanced = str(reply.enhanced_status) if reply.enhanced_status else None
-    hint = sasl.auth_failure_hint(reply.code, enhanced, mech.name, server_error=mech.server_error)
-    raise AuthenticationError(
-        f"authentication with {mech.name} failed: {reply.code} {enhanced or ''} {reply.text}; {hint}",
-        code=reply.code,
-        enhanced_status=enhanced,
-        text=reply.text,
-        hint=hint,
-    )
-
-
-def _quit_quietly(transport: Transport, wire: Wire | None) -> None:
-    # Every failure sends QUIT if the channel is usable (never mid-handshake), then closes.
-    with contextlib.suppress(Exception):
-        if (
-            wire is not None
-            and wire.conn.awaiting == 0
-            and wire.conn.state.value
-            not in (
-                "closed",
-                "tls-pending",
-                "greeting",
-            )
-        ):
-            wire.timeout = min(wire.timeout, 2.0)
-            wire.one(Command("QUIT"))
-    transport.close()
-    if wire is not None:
-        wire.transport.close()
 
 
 def send(
     message: MessageInput,
     *,
-    host: str,
+    host: str | Endpoint,
     port: int | None = None,
     security: Security = Security.AUTO,
     username: str | None = None,
@@ -506,6 +288,7 @@ def send(
     policy: Policy | None = None,
     timeout: float = 30.0,
     local_hostname: str | None = None,
+    confirmed_target: bool = False,
     sender: str | None = None,
     recipients: Iterable[str] | None = None,
     options: SendOptions | None = None,
@@ -523,5 +306,6 @@ def send(
         policy=policy,
         timeout=timeout,
         local_hostname=local_hostname,
+        confirmed_target=confirmed_target,
     ) as session:
         return session.send(message, sender=sender, recipients=recipients, options=options)

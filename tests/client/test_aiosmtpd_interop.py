@@ -25,7 +25,9 @@ class _Sink:
         return "250 2.0.0 queued"
 
 
-def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+def _authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.login == b"ann" and data.password == b"s3cret"
     return AuthResult(success=ok, handled=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from ..tls import TLSInfo
@@ -38,9 +39,20 @@ class Transport(Protocol):
         """Bytes that already arrived but were not read (checked before STARTTLS)."""
 
     def start_tls(
-        self, context: ssl.SSLContext, *, server_hostname: str | None, timeout: float
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        timeout: float,
+        verify_identity: Callable[[bytes], object] | None = None,
     ) -> Transport:
         """Run the TLS handshake and return the TLS transport.
+
+        ``verify_identity`` (when given) is called with the server's DER
+        certificate after the handshake and raises if the identity does not
+        match; the session counts as verified only when the context validated
+        the chain and either the context checked the host name or this callback
+        accepted the certificate.
 
         Raises:
             ssl.SSLError: the handshake failed (the caller maps it to a typed error).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..errors import ConnectError, TimeoutError
 from ..tls import TLSInfo
@@ -84,7 +84,12 @@ class MemoryTransport:
         return b"".join(self._incoming)
 
     def start_tls(
-        self, context: ssl.SSLContext, *, server_hostname: str | None, timeout: float
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        timeout: float,
+        verify_identity: Callable[[bytes], object] | None = None,
     ) -> MemoryTransport:
         """Pretend a handshake happened; return the "TLS" transport."""
         self.upgraded = MemoryTransport(self._after_tls, tls=self._tls_after_start)

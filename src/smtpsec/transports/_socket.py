@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Callable
 
 from ..errors import ConnectError
 from ..errors import TimeoutError as DeadlineError
@@ -125,11 +126,16 @@ class SocketTransport:
             self._sock.settimeout(previous)
 
     def start_tls(
-        self, context: ssl.SSLContext, *, server_hostname: str | None, timeout: float
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        timeout: float,
+        verify_identity: Callable[[bytes], object] | None = None,
     ) -> SocketTransport:
         """Wrap the socket in TLS and run the handshake within ``timeout``."""
         self._sock.settimeout(timeout)
-        verified = context.verify_mode == ssl.CERT_REQUIRED
+        chain_ok = context.verify_mode == ssl.CERT_REQUIRED
         try:
             tls_sock = context.wrap_socket(
                 self._sock,
@@ -148,7 +154,16 @@ class SocketTransport:
                 f"connection to {self._peer} lost during the TLS handshake: {exc}"
             ) from exc
         self._closed = True  # the plaintext transport is finished
-        return SocketTransport(tls_sock, tls=tls_info(tls_sock, verified=verified), peer=self._peer)
+        name_ok = context.check_hostname
+        if verify_identity is not None:
+            try:
+                verify_identity(tls_sock.getpeercert(binary_form=True) or b"")
+            except BaseException:
+                tls_sock.close()
+                raise
+            name_ok = True
+        info = tls_info(tls_sock, verified=chain_ok and name_ok)
+        return SocketTransport(tls_sock, tls=info, peer=self._peer)
 
     def close(self) -> None:
         """Close; with TLS, send close_notify first without waiting long (R-8314-3.4-1/2)."""

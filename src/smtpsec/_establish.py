@@ -1,0 +1,315 @@
+"""Session set-up: greeting, TLS (implicit or STARTTLS), EHLO and AUTH, with the guard
+asked at every checkpoint. :func:`establish` works over any Transport."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from . import auth as sasl
+from ._wire import Wire
+from .discovery import Endpoint
+from .errors import (
+    AuthenticationError,
+    CapabilityError,
+    PolicyError,
+    RemoteProtocolError,
+    ReplyError,
+    ResponseInjectionError,
+    SMTPSecError,
+    UntrustedDiscoveryError,
+)
+from .errors import TimeoutError as DeadlineError
+from .guard import Guard
+from .identity import ReferenceIdentity, check_certificate_identity
+from .policy import Attempt, Plan, Policy, Security
+from .report import SecurityReport
+from .sansio import ClientConnection, Command, Extensions
+from .tls import TLSInfo, build_context, translate_ssl_error
+from .transports import Transport
+
+if TYPE_CHECKING:
+    from .client import Session, TokenSource
+
+__all__ = ["endpoint_setup", "establish"]
+
+
+def establish(
+    transport: Transport,
+    *,
+    host: str,
+    plan: Plan,
+    attempt: Attempt,
+    guard: Guard,
+    policy: Policy,
+    timeout: float,
+    helo: str,
+    username: str | None = None,
+    password: str | None = None,
+    mechanism: str | None = None,
+    token: TokenSource | None = None,
+    identity: ReferenceIdentity | None = None,
+) -> Session:
+    """Run greeting, TLS, EHLO and AUTH over an already-open ``transport``.
+
+    Public for tests and custom transports (e.g. :class:`~smtpsec.transports.MemoryTransport`).
+    """
+    context: ssl.SSLContext | None = None
+    peer = f"{host}:{attempt.port}"
+    pinned = False
+    wire: Wire | None = None
+    try:
+        verify_identity: Callable[[bytes], object] | None = None
+        if attempt.tls != "none":
+            context = build_context(policy)
+            if identity is not None:
+                # RFC 7817: the reference identities (user's domain, SRV-ID, trusted
+                # target) are matched after the handshake; the chain is still checked.
+                context.check_hostname = False
+                verify_identity = partial(check_certificate_identity, ref=identity)
+        if attempt.tls == "implicit":
+            assert context is not None
+            transport = _handshake(
+                transport, context, host, attempt, timeout, implicit=True, verify=verify_identity
+            )
+            pinned = guard.after_handshake(_tls(transport))
+        conn = ClientConnection(
+            tls_active=transport.tls is not None,
+            require_tls=attempt.tls in ("implicit", "starttls"),
+        )
+        wire = Wire(transport, conn, timeout=timeout, peer=peer)
+        _greeting(wire, guard, attempt)
+        extensions = _ehlo(wire, helo)
+        if guard.after_ehlo(extensions, tls=transport.tls is not None):
+            assert context is not None
+            guard.after_starttls_reply(wire.one(Command("STARTTLS")))
+            _check_injection(wire)
+            transport = _handshake(
+                transport, context, host, attempt, timeout, implicit=False, verify=verify_identity
+            )
+            wire.transport = transport
+            conn.tls_started()
+            pinned = guard.after_handshake(_tls(transport))
+            extensions = _ehlo(wire, helo)
+        info = transport.tls
+        if info is not None and info.verified and policy.memory is not None:
+            policy.memory.record(
+                guard.account,
+                mode="implicit_tls" if attempt.tls == "implicit" else "starttls",
+                tls_version=info.version,
+            )
+        used_mech = None
+        external = policy.client_cert is not None and (
+            mechanism == "EXTERNAL" or "EXTERNAL" in extensions.auth_mechanisms
+        )
+        if username is not None or token is not None or (external and info is not None):
+            guard.before_auth(info)
+            used_mech = _authenticate(
+                wire,
+                extensions,
+                username,
+                password,
+                token,
+                mechanism,
+                policy.client_cert is not None,
+            )
+    except BaseException:
+        _quit_quietly(transport, wire)
+        raise
+    report = SecurityReport(
+        security=plan.security,
+        mode=("implicit_tls" if attempt.tls == "implicit" else "starttls") if info else "plaintext",
+        reason=plan.reason,
+        host=host,
+        port=attempt.port,
+        tls_version=info.version if info else None,
+        cipher=info.cipher if info else None,
+        verified=bool(info and info.verified),
+        spki_pin=info.spki_pin if info else None,
+        pinned=pinned,
+        confidential=guard.confidential(info),
+        authenticated_as=username if used_mech else None,
+        mechanism=used_mech,
+    )
+    from .client import Session
+
+    return Session(wire, guard, report, extensions)
+
+
+def endpoint_setup(
+    endpoint: Endpoint,
+    port: int | None,
+    security: Security,
+    policy: Policy,
+    *,
+    confirmed_target: bool,
+) -> tuple[str, int, Security, ReferenceIdentity]:
+    wanted = Security(endpoint.security)
+    if security not in (Security.AUTO, wanted):
+        raise PolicyError(
+            f"{endpoint.service} endpoints use {wanted.name}; drop security= or pass "
+            f"Security.{wanted.name} (discovered services are never used without TLS)"
+        )
+    if port not in (None, endpoint.port):
+        raise PolicyError("a discovered endpoint carries its own port; drop port=")
+    if policy.ssl_context is not None:
+        raise PolicyError(
+            "discovered endpoints need smtpsec's RFC 7817 identity check; trust a private "
+            "CA with Policy(cafile=...) instead of ssl_context"
+        )
+    if endpoint.needs_confirmation() and not confirmed_target:
+        raise UntrustedDiscoveryError(
+            f"SRV for {endpoint.domain} points outside that domain, to {endpoint.host}, and "
+            "the answer was not DNSSEC-validated; an attacker can forge it. Show the target "
+            "to the user and pass confirmed_target=True once they confirm it (RFC 8314 §5.1)"
+        )
+    identity = endpoint.reference_identity(confirmed_target=confirmed_target)
+    return endpoint.host, endpoint.port, wanted, identity
+
+
+def _tls(transport: Transport) -> TLSInfo:
+    info = transport.tls
+    assert info is not None
+    return info
+
+
+def _handshake(
+    transport: Transport,
+    context: ssl.SSLContext,
+    host: str,
+    attempt: Attempt,
+    timeout: float,
+    *,
+    implicit: bool,
+    verify: Callable[[bytes], object] | None,
+) -> Transport:
+    try:
+        return transport.start_tls(
+            context, server_hostname=host, timeout=timeout, verify_identity=verify
+        )
+    except ssl.SSLError as exc:
+        transport.close()
+        raise translate_ssl_error(exc, host=host, port=attempt.port, implicit=implicit) from exc
+
+
+def _greeting(wire: Wire, guard: Guard, attempt: Attempt) -> None:
+    try:
+        (greeting,) = wire.read(1)
+    except RemoteProtocolError as exc:
+        if attempt.tls in ("starttls", "opportunistic", "none"):
+            raise RemoteProtocolError(
+                f"{wire.peer} did not send an SMTP greeting ({exc}); if this port speaks "
+                "implicit TLS (port 465), use Security.IMPLICIT_TLS or Security.AUTO"
+            ) from exc
+        raise
+    except DeadlineError as exc:
+        if attempt.tls != "implicit":
+            raise DeadlineError(
+                f"{wire.peer} sent no greeting within {wire.timeout:g}s; port "
+                f"{attempt.port} may speak implicit TLS: use Security.IMPLICIT_TLS or AUTO"
+            ) from exc
+        raise
+    guard.after_greeting(greeting.reply, tls=wire.transport.tls is not None)
+
+
+def _ehlo(wire: Wire, helo: str) -> Extensions:
+    reply = wire.one(Command("EHLO", helo))
+    if reply.code != 250:
+        # No HELO fallback: HELO cannot carry STARTTLS (R-LIB-HELO-1).
+        raise ReplyError(
+            f"{wire.peer} refused EHLO with {reply.code}; smtpsec does not fall back to HELO",
+            code=reply.code,
+            enhanced_status=str(reply.enhanced_status) if reply.enhanced_status else None,
+            text=reply.text,
+            server_text_authenticated=wire.transport.tls is not None,
+        )
+    extensions = wire.conn.extensions
+    assert extensions is not None
+    return extensions
+
+
+def _check_injection(wire: Wire) -> None:
+    if wire.conn.injected_data or wire.transport.pending_plaintext():
+        raise ResponseInjectionError(
+            f"{wire.peer} (or an attacker in the path) sent data after the 220 reply to "
+            "STARTTLS and before the TLS handshake; the connection was aborted "
+            "(R-EAST-BR-1). A genuine server never does this"
+        )
+
+
+def _authenticate(
+    wire: Wire,
+    extensions: Extensions,
+    username: str | None,
+    password: str | None,
+    token: TokenSource | None,
+    explicit: str | None,
+    client_cert: bool,
+) -> str:
+    offered = extensions.auth_mechanisms
+    if not offered:
+        raise CapabilityError(
+            f"{wire.peer} offers no AUTH after TLS, but credentials were given; refusing to "
+            "send mail unauthenticated (RFC 4954 §9). Check the port (587/465) and account"
+        )
+    mech = sasl.choose_mechanism(
+        offered,
+        credentials=sasl.Credentials(username, password) if username is not None else None,
+        token=token,
+        client_cert=client_cert,
+        explicit=explicit,
+    )
+    # "AUTH NAME [initial-response]"; the IR is left out when the line would be too long.
+    arg = sasl.auth_command(mech).removeprefix("AUTH ")
+    reply = wire.one(Command("AUTH", arg, redact=True))
+    first = True
+    while reply.code == 334:
+        first = False
+        raw = reply.lines[0] if reply.lines else ""
+        try:
+            response = mech.respond(sasl.decode_challenge(raw))
+        except SMTPSecError:
+            wire.one(Command("", "*"))  # R-4954-4-2: cancel, then fail
+            raise
+        reply = wire.one(Command("", sasl.encode_response(response), redact=True))
+    if reply.code == 235:
+        mech.verify_success(sasl.decode_success_data(reply.lines[0] if reply.lines else ""))
+        return mech.name
+    if reply.code == 503 and first:
+        raise RemoteProtocolError(
+            f"{wire.peer} answered the first AUTH with 503 ('already authenticated'): this "
+            "session was not set up by us (session fixation or injection); aborting"
+        )
+    enhanced = str(reply.enhanced_status) if reply.enhanced_status else None
+    hint = sasl.auth_failure_hint(reply.code, enhanced, mech.name, server_error=mech.server_error)
+    raise AuthenticationError(
+        f"authentication with {mech.name} failed: {reply.code} {enhanced or ''} "
+        f"{reply.text}; {hint}",
+        code=reply.code,
+        enhanced_status=enhanced,
+        text=reply.text,
+        hint=hint,
+    )
+
+
+def _quit_quietly(transport: Transport, wire: Wire | None) -> None:
+    # Every failure sends QUIT if the channel is usable (never mid-handshake), then closes.
+    with contextlib.suppress(Exception):
+        if (
+            wire is not None
+            and wire.conn.awaiting == 0
+            and wire.conn.state.value
+            not in (
+                "closed",
+                "tls-pending",
+                "greeting",
+            )
+        ):
+            wire.timeout = min(wire.timeout, 2.0)
+            wire.one(Command("QUIT"))
+    transport.close()
+    if wire is not None:
+        wire.transport.close()
