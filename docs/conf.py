@@ -44,7 +44,7 @@ import smtpsec  # noqa: E402  (needs the sys.path line above)
 
 project = "smtpsec"
 author = "The smtpsec developers"
-copyright = "The smtpsec developers"  # noqa: A001  (Sphinx's name for it)
+copyright = "The smtpsec developers"
 release = smtpsec.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -165,11 +165,16 @@ def _resolve_smtpsec_alias(app: Any, env: Any, node: Any, contnode: Any) -> Any:
         return None
     target = str(node.get("reftarget", "")).lstrip(".~")
     parts = target.split(".")
-    # "smtpsec.client.Session.send" -> "client.Session.send", "Session.send", "send";
-    # a bare "Plan" is tried as it is.
-    first = 1 if parts[0] == "smtpsec" else 0
+    # Drop leading *module* names only: "smtpsec.client.Session.send" is tried as
+    # "client.Session.send" and "Session.send", never as a bare "send" (which
+    # could name another object); a bare "Plan" is tried as it is.
+    starts = [0] if parts[0] != "smtpsec" else []
+    for index, part in enumerate(parts[:-1], start=1):
+        if not part[:1].islower():
+            break
+        starts.append(index)
     domain = env.get_domain("py")
-    for start in range(first, len(parts)):
+    for start in starts:
         tail = ".".join(parts[start:])
         # Canonical aliases point at the same entry; count each documented object once.
         matches = {

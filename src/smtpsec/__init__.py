@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._sending import RecipientRefusal, SendOptions, SendResult
 from ._version import __version__
 from .client import Session, connect, send
+from .discovery import Endpoint, discover
 from .errors import (
     AuthenticationError,
     CapabilityError,
@@ -54,6 +55,7 @@ __all__ = [
     "CertificateError",
     "ConnectError",
     "DowngradeError",
+    "Endpoint",
     "InsecureAuthError",
     "InsecureConfigurationWarning",
     "InvalidArgumentError",
@@ -69,6 +71,7 @@ __all__ = [
     "ResponseInjectionError",
     "SMTPSecError",
     "SMTPSecWarning",
+    "Security",
     "SecurityError",
     "SecurityReport",
     "SendOptions",
@@ -84,6 +87,7 @@ __all__ = [
     "UpgradeAvailableWarning",
     "__version__",
     "connect",
+    "discover",
     "select_plan",
     "send",
 ]

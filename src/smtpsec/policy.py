@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import ssl
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -71,7 +72,8 @@ class Plan:
     reason: str
 
 
-_PIN_RE: Final = re.compile(r"^sha256/[A-Za-z0-9+/]{43}=$")
+#: Matched with fullmatch: "$" alone would also accept a trailing newline.
+_PIN_RE: Final = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ class Policy:
     min_tls_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
     allow_legacy_tls: bool = False
     client_cert: tuple[str, str] | tuple[str, str, str] | None = None
-    pins: frozenset[str] = frozenset()
+    pins: AbstractSet[str] = frozenset()
     pinned_instead_of_ca: bool = False
     memory: TLSMemory | None = field(default=None, compare=False)
     allow_cleartext_auth: bool = False
@@ -136,10 +138,17 @@ class Policy:
                 "give either ssl_context or cafile/cadata, not both: load the CA into "
                 "your context with ctx.load_verify_locations(...)"
             )
+        given: object = self.pins  # annotated frozenset, but callers pass any iterable
+        if isinstance(given, (str, bytes)):
+            # frozenset("sha256/...") would be a set of characters: say what was meant.
+            raise PolicyError(
+                "pins must be a set of 'sha256/<base64>' strings, e.g. "
+                "Policy(pins={session.report.spki_pin}), not one string"
+            )
         # Accept any iterable of pins (a set, a list) but store it frozen.
         object.__setattr__(self, "pins", frozenset(self.pins))
         for pin in self.pins:
-            if not _PIN_RE.match(pin):
+            if not isinstance(pin, str) or not _PIN_RE.fullmatch(pin):
                 raise PolicyError(
                     f"pin {pin!r} is not an SPKI SHA-256 pin; use the 'sha256/<base64>' "
                     "string shown in Session.report.spki_pin"

@@ -258,7 +258,8 @@ class ClientConnection:
             self._injected += data
             return []
         responses: list[Response] = []
-        for reply in self._parser.feed(data):
+        replies = self._parser.feed(data)
+        for index, reply in enumerate(replies):
             if not self._pending:
                 self._state = self._projected = State.CLOSED
                 raise RemoteProtocolError(
@@ -272,7 +273,10 @@ class ClientConnection:
             )
             self._advance(pending, reply)
             if self._tls_pending():
-                self._injected = self._parser.take_buffered()
+                # Whatever followed the 220, whole replies or fragments, was sent
+                # before TLS: keep it as evidence of injection (R-EAST-BR-1).
+                leftover = b"".join(_reencode(r) for r in replies[index + 1 :])
+                self._injected = leftover + self._parser.take_buffered()
                 break
         if not self._pending and not self._tls_pending():
             # Everything is answered: what we expected no longer matters.
@@ -310,7 +314,10 @@ class ClientConnection:
         if command is None:
             if pending.data_end:
                 self._state = State.READY
-            elif reply.code == 220:
+            elif reply.code in (220, 554):
+                # 554: "no service here", but the channel stays open for QUIT
+                # (RFC 5321 §3.1); nothing else is legal because the client
+                # refuses to go on (R-LIB-GREET-1).
                 self._state = State.NEED_EHLO
                 if self._projected is State.GREETING:
                     self._projected = State.NEED_EHLO
@@ -368,6 +375,14 @@ class ClientConnection:
                 f"the server accepted {verb} out of sequence (state {self._state.value}); "
                 "the dialogue is out of step, connection closed"
             ) from None
+
+
+def _reencode(reply: Reply) -> bytes:
+    lines = reply.lines or ("",)
+    return b"".join(
+        f"{reply.code}{'-' if i < len(lines) - 1 else ' '}{text}\r\n".encode("utf-8", "replace")
+        for i, text in enumerate(lines)
+    )
 
 
 def _is_last_chunk(command: Command) -> bool:
