@@ -17,29 +17,34 @@ Hostile behaviour is data: ``SMTPServer(strip_starttls=True)``,
 ``SMTPServer(replies={"EHLO": Endless()})``. With pytest, the ``smtpsec_ca``,
 ``smtpsec_cert``, ``smtpsec_client_context`` and ``smtpsec_server`` fixtures
 (see :mod:`smtpsec.testing.plugin`) are available automatically.
+
+The names are loaded on first use (PEP 562), because the pytest plugin that
+lives in this package is imported by every pytest run.
 """
 
 from __future__ import annotations
 
-from smtpsec.testing._ca import CA, SRV_NAME_OID, LeafCert
-from smtpsec.testing._capture import AuthAttempt, Capture, ReceivedMessage
-from smtpsec.testing._protocol import TLSMode, format_reply
-from smtpsec.testing._script import (
-    DEFAULT_EXTENSIONS,
-    DEFAULT_GREETING,
-    SUPPORTED_MECHANISMS,
-    CommandHook,
-    Drip,
-    Endless,
-    LongLine,
-    Reply,
-    Script,
-)
-from smtpsec.testing._server import SMTPServer
-from smtpsec.testing._session import ServerSession
+import importlib
+from typing import TYPE_CHECKING, Any, Final
 
-#: Alias: the brief's name for a :class:`Script`.
-Behaviour = Script
+if TYPE_CHECKING:
+    from smtpsec.testing._ca import CA, SRV_NAME_OID, LeafCert
+    from smtpsec.testing._capture import AuthAttempt, Capture, ReceivedMessage
+    from smtpsec.testing._protocol import TLSMode, format_reply
+    from smtpsec.testing._script import (
+        DEFAULT_EXTENSIONS,
+        DEFAULT_GREETING,
+        SUPPORTED_MECHANISMS,
+        CommandHook,
+        Drip,
+        Endless,
+        LongLine,
+        Reply,
+        Script,
+    )
+    from smtpsec.testing._script import Script as Behaviour
+    from smtpsec.testing._server import SMTPServer
+    from smtpsec.testing._session import ServerSession
 
 __all__ = [
     "CA",
@@ -63,3 +68,43 @@ __all__ = [
     "TLSMode",
     "format_reply",
 ]
+
+#: Public name -> (private module, attribute there). ``Behaviour`` is an alias of ``Script``.
+_LAZY: Final[dict[str, tuple[str, str]]] = {
+    "CA": ("_ca", "CA"),
+    "LeafCert": ("_ca", "LeafCert"),
+    "SRV_NAME_OID": ("_ca", "SRV_NAME_OID"),
+    "AuthAttempt": ("_capture", "AuthAttempt"),
+    "Capture": ("_capture", "Capture"),
+    "ReceivedMessage": ("_capture", "ReceivedMessage"),
+    "TLSMode": ("_protocol", "TLSMode"),
+    "format_reply": ("_protocol", "format_reply"),
+    "DEFAULT_EXTENSIONS": ("_script", "DEFAULT_EXTENSIONS"),
+    "DEFAULT_GREETING": ("_script", "DEFAULT_GREETING"),
+    "SUPPORTED_MECHANISMS": ("_script", "SUPPORTED_MECHANISMS"),
+    "CommandHook": ("_script", "CommandHook"),
+    "Drip": ("_script", "Drip"),
+    "Endless": ("_script", "Endless"),
+    "LongLine": ("_script", "LongLine"),
+    "Reply": ("_script", "Reply"),
+    "Script": ("_script", "Script"),
+    "Behaviour": ("_script", "Script"),
+    "SMTPServer": ("_server", "SMTPServer"),
+    "ServerSession": ("_session", "ServerSession"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its private module on first access (PEP 562)."""
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public names too, although they are loaded lazily."""
+    return sorted([*globals(), *__all__])

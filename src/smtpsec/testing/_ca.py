@@ -81,25 +81,32 @@ class LeafCert:
         )
         return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
-    def write(self, directory: str | os.PathLike[str], *, stem: str = "cert") -> tuple[Path, Path]:
-        """Write the chain and the key as PEM files.
+    def write(
+        self, directory: str | os.PathLike[str], *, stem: str = "cert", chain: bool = True
+    ) -> tuple[Path, Path]:
+        """Write the certificate and the key as PEM files.
 
         Args:
             directory: an existing directory.
             stem: file name stem; files are ``<stem>.pem`` and ``<stem>.key``.
+            chain: write leaf + issuer (``True``) or the leaf alone.
 
         Returns:
-            ``(certfile, keyfile)``; the certfile holds the whole chain.
+            ``(certfile, keyfile)``.
         """
         folder = Path(directory)
         certfile, keyfile = folder / f"{stem}.pem", folder / f"{stem}.key"
-        certfile.write_bytes(self.chain_pem)
+        certfile.write_bytes(self.chain_pem if chain else self.cert_pem)
         keyfile.write_bytes(self.key_pem)
         keyfile.chmod(0o600)
         return certfile, keyfile
 
     def load_into(self, ctx: ssl.SSLContext) -> None:
-        """Load this chain and key into ``ctx`` (via a private temporary directory).
+        """Load this leaf and key into ``ctx`` (via a private temporary directory).
+
+        Only the leaf is presented, as real servers do not send their root:
+        a client that does not trust the issuer then fails with "unable to get
+        local issuer certificate", the realistic unknown-root error.
 
         Args:
             ctx: a server or client context that should present this certificate.
@@ -107,7 +114,7 @@ class LeafCert:
         # ssl can only load certificates from files; the directory is private
         # (mode 0700) and removed at once.
         with tempfile.TemporaryDirectory(prefix="smtpsec-cert-") as tmp:
-            certfile, keyfile = self.write(tmp)
+            certfile, keyfile = self.write(tmp, chain=False)
             ctx.load_cert_chain(certfile, keyfile)
 
     def server_context(
@@ -139,6 +146,10 @@ class LeafCert:
         with warnings.catch_warnings():
             # Old versions are deprecated in ssl; asking for them is the point.
             warnings.simplefilter("ignore", DeprecationWarning)
+            if min_version is None and max_version in legacy:
+                # "Up to TLS 1.1" must not keep the default 1.2 floor, or no
+                # protocol would be left at all.
+                min_version = ssl.TLSVersion.MINIMUM_SUPPORTED
             if min_version is not None:
                 ctx.minimum_version = min_version
             if max_version is not None:

@@ -112,7 +112,7 @@ Reply = tuple[int, str] | bytes | Drip | Endless | LongLine | None
 CommandHook = Callable[["ServerSession", str], bytes | None]
 
 
-def _frozen_map(value: Mapping[str, Reply]) -> Mapping[str, Reply]:
+def _upper_keys(value: Mapping[str, Reply]) -> Mapping[str, Reply]:
     # Upper-case keys once so lookups by verb need no normalisation later.
     return {key.upper(): reply for key, reply in value.items()}
 
@@ -141,11 +141,17 @@ class Script:
         users: user name -> password, for PLAIN, LOGIN, CRAM-MD5, SCRAM.
         tokens: user name -> bearer token, for XOAUTH2 and OAUTHBEARER.
         require_auth: answer ``MAIL`` with ``530 5.7.0`` until authenticated.
-        require_tls: on a STARTTLS server, refuse ``MAIL``/``AUTH`` before TLS.
+        require_tls: on a STARTTLS server, answer ``MAIL`` (and ``AUTH``, unless
+            ``pre_tls_auth`` is set) with ``530 5.7.0`` before TLS.
         refuse_recipients: address -> ``(code, text)`` answered to its ``RCPT``.
         max_recipients: answer further ``RCPT`` with ``452 4.5.3`` past this many.
+        greeting_raw: shortcut: raw greeting bytes (wins over ``greeting``).
+        ehlo_reply: shortcut for ``replies["EHLO"]`` (both phases).
+        auth_reply: shortcut for ``replies["AUTH"]``, e.g. ``(503, "5.5.1 already
+            authenticated")`` (R-4954-4-6); no SASL exchange happens.
         strip_starttls: omit ``STARTTLS`` from ``EHLO`` and answer it ``502``.
-        starttls_reply: answer ``STARTTLS`` with this reply and stay in plaintext.
+        starttls_reply: shortcut for ``replies["STARTTLS"]``: answer with this
+            reply and stay in plaintext.
         starttls_inject: bytes sent in the same write as the ``220`` to
             ``STARTTLS`` (response injection, R-EAST-BR-1).
         starttls_no_handshake: after the ``220``, skip the handshake and keep
@@ -175,6 +181,9 @@ class Script:
     require_tls: bool = True
     refuse_recipients: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     max_recipients: int | None = None
+    greeting_raw: bytes | None = None
+    ehlo_reply: Reply = None
+    auth_reply: Reply = None
     strip_starttls: bool = False
     starttls_reply: Reply = None
     starttls_inject: bytes = b""
@@ -192,15 +201,7 @@ class Script:
 
     def __post_init__(self) -> None:
         for name in ("replies", "pre_tls_replies", "post_tls_replies"):
-            object.__setattr__(self, name, _frozen_map(getattr(self, name)))
-        if self.starttls_reply is not None:
-            merged = dict(self.replies)
-            merged.setdefault("STARTTLS", self.starttls_reply)
-            object.__setattr__(self, "replies", merged)
-        if self.post_tls_ehlo_silent:
-            merged = dict(self.post_tls_replies)
-            merged["EHLO"] = None
-            object.__setattr__(self, "post_tls_replies", merged)
+            object.__setattr__(self, name, _upper_keys(getattr(self, name)))
         if self.close_after is not None:
             object.__setattr__(self, "close_after", self.close_after.upper())
         if self.extra_replies_after is not None:
@@ -210,7 +211,15 @@ class Script:
     # ------------------------------------------------------------------ queries
 
     def effective_greeting(self) -> Reply:
-        """Return the greeting after applying the ``drip``/``endless``/``long_line`` shortcuts."""
+        """Return the greeting after applying the greeting shortcuts.
+
+        ``greeting_raw``, ``drip``, ``endless_multiline`` and ``long_line`` all
+        shape the greeting (the first thing a client reads); to shape another
+        reply, put a :class:`Drip`, :class:`Endless` or :class:`LongLine` into
+        ``replies``.
+        """
+        if self.greeting_raw is not None:
+            return self.greeting_raw
         if self.drip is not None:
             return Drip(*self.drip)
         if self.endless_multiline:
@@ -230,10 +239,18 @@ class Script:
             ``(found, reply)``; ``found`` is ``False`` when no override applies.
         """
         phase = self.post_tls_replies if tls_active else self.pre_tls_replies
-        for table in (phase, self.replies):
-            if verb in table:
-                return True, table[verb]
-        return False, None
+        if verb in phase:
+            return True, phase[verb]
+        if verb == "EHLO" and tls_active and self.post_tls_ehlo_silent:
+            return True, None
+        if verb in self.replies:
+            return True, self.replies[verb]
+        # Shortcut fields are resolved here, not merged at construction, so
+        # replace(ehlo_reply=None) really removes the override.
+        shortcut = {"EHLO": self.ehlo_reply, "AUTH": self.auth_reply}.get(verb)
+        if verb == "STARTTLS":
+            shortcut = self.starttls_reply
+        return shortcut is not None, shortcut
 
     def advertised(self, *, starttls_mode: bool, tls_active: bool) -> tuple[str, ...]:
         """Return the ``EHLO`` keywords for this phase of the session.

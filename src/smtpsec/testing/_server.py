@@ -58,7 +58,8 @@ class SMTPServer:
         port: port to bind; 0 picks a free ephemeral port.
         min_version: lowest TLS version the server accepts.
         max_version: highest TLS version the server accepts.
-        request_client_cert: ask the client for a certificate (optional for it).
+        request_client_cert: ask the client for a certificate (optional for it);
+            only with a :class:`LeafCert` (configure your own context yourself).
         client_ca: CA that client certificates must chain to (default: the
             server leaf's issuer).
         timeout: idle bound on every read and write of a connection.
@@ -277,7 +278,7 @@ class SMTPServer:
         assert self._listener is not None
         assert self._wake is not None
         listener, wake = self._listener, self._wake[0]
-        while not self._stopping.is_set():
+        while True:  # only the wake-up socket (written by stop()) ends the loop
             ready, _, _ = select.select([listener, wake], [], [])
             if wake in ready:
                 return

@@ -37,7 +37,7 @@ from smtpsec.testing._sasl import (
     SASLMalformed,
     authenticate,
 )
-from smtpsec.testing._script import SUPPORTED_MECHANISMS, Drip, Endless, LongLine, Reply, Script
+from smtpsec.testing._script import SUPPORTED_MECHANISMS, Drip, Endless, Reply, Script
 from smtpsec.testing._wire import Closed, LineTooLong, Wire
 
 __all__ = ["ServerSession"]
@@ -120,9 +120,10 @@ class ServerSession:
             # send ours so a client that waits for it is not left hanging.
             self._wire.settimeout(min(self._timeout, _QUIT_LINGER))
             self._wire.drain_until_eof(MAX_COMMAND)
-            if self.capture.close_notify and isinstance(self._wire.sock, ssl.SSLSocket):
-                with contextlib.suppress(OSError, ValueError):
-                    self._wire.sock.unwrap()
+        if self.capture.close_notify and isinstance(self._wire.sock, ssl.SSLSocket):
+            # Answer the client's close_notify with ours, as a clean TLS peer does.
+            with contextlib.suppress(OSError, ValueError):
+                self._wire.sock.unwrap()
         self._wire.close()
 
     def _handle(self, line: bytes) -> None:
@@ -173,7 +174,7 @@ class ServerSession:
             self._wire.drip(reply)
         elif isinstance(reply, Endless):
             self._wire.stream(reply)
-        elif isinstance(reply, LongLine):
+        else:
             self._wire.long_line(reply)
 
     def _handshake(self) -> bool:
