@@ -90,6 +90,14 @@ class Guard:
             return False  # never STARTTLS inside TLS (R-3207-4.2-3)
         offered = "STARTTLS" in extensions
         mode = self.attempt.tls
+        if mode == "implicit":
+            # A caller that skipped the handshake must not fall through to the
+            # cleartext branches below: fail closed (R-EAST-IMP-1).
+            raise TLSUnavailableError(
+                f"{self.host}:{self.attempt.port} was to use implicit TLS, but the session "
+                "reached EHLO without TLS; nothing else was sent. This is a bug in the "
+                "caller of the guard: run the TLS handshake first"
+            )
         if mode == "starttls":
             if not offered:
                 raise TLSUnavailableError(

@@ -138,7 +138,7 @@ class Policy:
                 "give either ssl_context or cafile/cadata, not both: load the CA into "
                 "your context with ctx.load_verify_locations(...)"
             )
-        given: object = self.pins  # annotated frozenset, but callers pass any iterable
+        given: object = self.pins  # annotated as a set, but callers pass any iterable
         if isinstance(given, (str, bytes)):
             # frozenset("sha256/...") would be a set of characters: say what was meant.
             raise PolicyError(

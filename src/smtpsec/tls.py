@@ -122,6 +122,8 @@ def translate_ssl_error(
         lowered = detail.lower()
         if "expired" in lowered:
             fix = "the server must renew its certificate; check the clock of this machine too"
+        elif "not yet valid" in lowered:
+            fix = "check the clocks of this machine and of the server; the certificate starts later"
         elif "self-signed" in lowered or "self signed" in lowered:
             fix = (
                 "if you run this server, trust its CA with Policy(cafile=...), or pin its "
@@ -146,7 +148,8 @@ def translate_ssl_error(
     }:
         return TLSVersionError(
             f"{host}:{port} offers no TLS version this policy accepts ({reason}); the "
-            "server must support TLS 1.2 or newer (RFC 8997)"
+            "server must support TLS 1.2 or newer (RFC 8997) and at least the "
+            "Policy(min_tls_version=...) floor"
         )
     if reason in {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}:
         if implicit:

@@ -20,8 +20,10 @@ _READ_SIZE = 64 * 1024
 
 def open_socket(host: str, port: int, *, timeout: float) -> socket.socket:
     """Open a TCP connection, mapping failures to :class:`ConnectError`/:class:`TimeoutError`."""
+    # "[::1]" is how URLs and users write an IPv6 literal; getaddrinfo wants "::1".
+    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((address, port), timeout=timeout)
     except TimeoutError as exc:
         raise DeadlineError(
             f"connecting to {host}:{port} timed out after {timeout:g}s; check host, port "
@@ -82,8 +84,9 @@ class SocketTransport:
                 raise DeadlineError(
                     f"writing to {self._peer} timed out; the server stopped reading"
                 )
-            self._sock.settimeout(remaining)
             try:
+                # Inside the try: on a closed socket even settimeout() raises OSError.
+                self._sock.settimeout(remaining)
                 sent = self._sock.send(view)
             except TimeoutError as exc:
                 raise DeadlineError(
@@ -97,8 +100,8 @@ class SocketTransport:
         """Return the next bytes available, or ``b""`` at end of stream."""
         if timeout <= 0:
             raise DeadlineError(f"no complete reply from {self._peer} in time")
-        self._sock.settimeout(timeout)
         try:
+            self._sock.settimeout(timeout)
             return self._sock.recv(_READ_SIZE)
         except TimeoutError as exc:
             raise DeadlineError(

@@ -1,0 +1,424 @@
+"""``smtpsec probe``: gather the facts of a submission server's RFC 8314 posture.
+
+The probe speaks only ``EHLO``, ``STARTTLS`` and ``QUIT``: it never sends
+``AUTH`` or ``MAIL``, so no credential or message can leak (R-8314-5.1-7). Its
+verdict is computed from these facts by :mod:`smtpsec._cli_probe_verdict`.
+
+Besides the verifying handshake (the one a client would do), it opens
+*inspection* connections (see :mod:`smtpsec._cli_probe_tls`) to read a
+certificate that failed validation and to find which TLS versions the server
+accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from ._cli_probe_tls import (
+    CertificateFacts,
+    certificate_facts,
+    classify_handshake_error,
+    inspection_context,
+)
+from ._wire import Wire
+from .errors import (
+    CertificateError,
+    ConnectError,
+    RemoteProtocolError,
+    ResponseInjectionError,
+    SMTPSecError,
+    TLSUnavailableError,
+)
+from .errors import TimeoutError as DeadlineError
+from .sansio import ClientConnection, Command, Extensions, Reply, ehlo_name
+from .tls import TLSInfo, translate_ssl_error
+from .transports import SocketTransport, Transport, open_socket
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "TLS_VERSIONS",
+    "PortFacts",
+    "ProbeFacts",
+    "detect_mode",
+    "probe",
+    "probe_port",
+]
+
+Mode = Literal["implicit", "starttls"]
+
+#: What a probe without ``--port`` checks: RFC 8314's two submission ports,
+#: and the relay port for information.
+DEFAULT_PORTS: Final[tuple[tuple[int, Mode], ...]] = (
+    (465, "implicit"),
+    (587, "starttls"),
+    (25, "starttls"),
+)
+#: Versions tried one at a time (minimum = maximum), oldest first.
+TLS_VERSIONS: Final = (
+    ("TLSv1", ssl.TLSVersion.TLSv1),
+    ("TLSv1.1", ssl.TLSVersion.TLSv1_1),
+    ("TLSv1.2", ssl.TLSVersion.TLSv1_2),
+    ("TLSv1.3", ssl.TLSVersion.TLSv1_3),
+)
+#: On a port of unknown mode, a server that says nothing for this long is
+#: waiting for a TLS ClientHello (implicit TLS); an SMTP server greets at once.
+GREETING_WAIT: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class PortFacts:
+    """Everything learnt about one port.
+
+    Attributes:
+        port: the port number.
+        mode: ``"implicit"`` or ``"starttls"``.
+        reachable: a TCP connection could be made.
+        error: why the verifying dialogue failed (``None`` when it worked).
+        verify_error: the certificate validation failure, if that was the cause.
+        greeting: the server's greeting, code and text (``"220 mail.example.com ESMTP"``).
+        starttls_offered: whether EHLO before TLS listed STARTTLS (STARTTLS mode).
+        auth_before_tls: SASL mechanisms offered before TLS (should be empty).
+        tls_version: negotiated version of the verifying (or inspection) handshake.
+        cipher: negotiated cipher suite.
+        verified: chain and host name were validated with the probe's trust.
+        extensions: EHLO keywords after TLS, with their parameters.
+        certificate: the leaf certificate, when one was seen.
+        versions: TLS version -> ``"accepted"``, ``"refused"``,
+            ``"not testable"`` (this machine's OpenSSL cannot offer it) or
+            ``"error: ..."``; empty when TLS never started.
+    """
+
+    port: int
+    mode: Mode
+    reachable: bool
+    error: str | None = None
+    verify_error: str | None = None
+    greeting: str | None = None
+    starttls_offered: bool | None = None
+    auth_before_tls: tuple[str, ...] = ()
+    tls_version: str | None = None
+    cipher: str | None = None
+    verified: bool = False
+    extensions: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    certificate: CertificateFacts | None = None
+    versions: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def auth_after_tls(self) -> tuple[str, ...]:
+        """SASL mechanisms offered inside TLS."""
+        for keyword, params in self.extensions or ():
+            if keyword == "AUTH":
+                return params
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFacts:
+    """The whole probe.
+
+    Attributes:
+        host: the server name certificates were checked against.
+        trust: which trust anchors were used (``"certifi"`` or the CA file).
+        ports: one entry per probed port, in probe order.
+        explicit_port: the user chose the port (no default scan).
+    """
+
+    host: str
+    trust: str
+    ports: tuple[PortFacts, ...]
+    explicit_port: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Dialogue:
+    """The outcome of one EHLO/STARTTLS/EHLO/QUIT dialogue."""
+
+    connected: bool
+    handshake_failed: bool = False
+    error: SMTPSecError | None = None
+    greeting: Reply | None = None
+    before_tls: Extensions | None = None
+    tls: TLSInfo | None = None
+    after_tls: Extensions | None = None
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _progress(text: str) -> None:
+    # Slow steps are announced on stderr so stdout stays clean for --json.
+    print(f"smtpsec probe: {text}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- dialogue
+
+
+def _handshake(
+    transport: Transport,
+    context: ssl.SSLContext,
+    host: str,
+    port: int,
+    timeout: float,
+    *,
+    implicit: bool,
+) -> Transport:
+    try:
+        return transport.start_tls(context, server_hostname=host, timeout=timeout)
+    except ssl.SSLError as exc:
+        raise translate_ssl_error(exc, host=host, port=port, implicit=implicit) from exc
+
+
+def _ehlo(wire: Wire) -> Extensions:
+    reply = wire.one(Command("EHLO", ehlo_name(None)))
+    extensions = wire.conn.extensions
+    if reply.code != 250 or extensions is None:
+        raise RemoteProtocolError(f"{wire.peer} refused EHLO: {reply.code} {reply.text}")
+    return extensions
+
+
+class _Collect:
+    """Mutable notes taken during one dialogue, frozen into :class:`_Dialogue` at the end."""
+
+    def __init__(self) -> None:
+        self.handshake_failed = False
+        self.greeting: Reply | None = None
+        self.before_tls: Extensions | None = None
+        self.after_tls: Extensions | None = None
+        self.transport: Transport | None = None
+
+    def freeze(self, error: SMTPSecError | None) -> _Dialogue:
+        return _Dialogue(
+            connected=True,
+            handshake_failed=self.handshake_failed,
+            error=error,
+            greeting=self.greeting,
+            before_tls=self.before_tls,
+            tls=self.transport.tls if self.transport is not None else None,
+            after_tls=self.after_tls,
+        )
+
+
+def _dialogue(
+    host: str,
+    port: int,
+    mode: Mode,
+    context: ssl.SSLContext,
+    timeout: float,
+    *,
+    handshake_only: bool = False,
+) -> _Dialogue:
+    """Connect, reach TLS the way ``mode`` says, EHLO inside TLS, QUIT.
+
+    Never raises for server behaviour: failures come back in ``error``, with
+    whatever was learnt before them.
+    """
+    peer = f"{host}:{port}"
+    try:
+        sock = open_socket(host, port, timeout=timeout)
+    except (ConnectError, DeadlineError) as exc:
+        return _Dialogue(connected=False, error=exc)
+    notes = _Collect()
+    notes.transport = SocketTransport(sock, peer=peer)
+    try:
+        _converse(notes, host, port, mode, context, timeout, handshake_only=handshake_only)
+    except SMTPSecError as exc:
+        return notes.freeze(exc)
+    finally:
+        notes.transport.close()
+    return notes.freeze(None)
+
+
+def _converse(
+    notes: _Collect,
+    host: str,
+    port: int,
+    mode: Mode,
+    context: ssl.SSLContext,
+    timeout: float,
+    *,
+    handshake_only: bool,
+) -> None:
+    transport = notes.transport
+    assert transport is not None
+    if mode == "implicit":
+        notes.handshake_failed = True
+        notes.transport = transport = _handshake(
+            transport, context, host, port, timeout, implicit=True
+        )
+        notes.handshake_failed = False
+        if handshake_only:
+            return
+    conn = ClientConnection(tls_active=transport.tls is not None, require_tls=True)
+    wire = Wire(transport, conn, timeout=timeout, peer=f"{host}:{port}")
+    notes.greeting = greeting = wire.read(1)[0].reply
+    if greeting.code != 220:
+        raise RemoteProtocolError(f"{wire.peer} greeted with {greeting.code} {greeting.text}")
+    extensions = _ehlo(wire)
+    if mode == "starttls":
+        notes.before_tls = extensions
+        if "STARTTLS" not in extensions:
+            raise TLSUnavailableError(
+                f"{wire.peer} does not offer STARTTLS: a client that requires TLS cannot use "
+                "this port, and one that does not sends everything in cleartext"
+            )
+        reply = wire.one(Command("STARTTLS"))
+        if reply.code != 220:
+            raise TLSUnavailableError(f"{wire.peer} refused STARTTLS: {reply.code} {reply.text}")
+        if conn.injected_data or transport.pending_plaintext():
+            # Bytes after the 220 and before the handshake: an attack (R-EAST-BR-1).
+            raise ResponseInjectionError(
+                f"{wire.peer} sent data after the 220 reply to STARTTLS and before the TLS "
+                "handshake (response injection, R-EAST-BR-1); a genuine server never does"
+            )
+        conn.tls_started()
+        notes.handshake_failed = True
+        notes.transport = wire.transport = _handshake(
+            transport, context, host, port, timeout, implicit=False
+        )
+        notes.handshake_failed = False
+        if handshake_only:
+            return
+        extensions = _ehlo(wire)
+    notes.after_tls = extensions
+    with contextlib.suppress(SMTPSecError):
+        wire.one(Command("QUIT"))
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def detect_mode(host: str, port: int, timeout: float) -> Mode:
+    """Guess how a port of unknown mode starts TLS: a greeting means STARTTLS.
+
+    Args:
+        host: the server.
+        port: the port.
+        timeout: the probe's timeout (the wait is at most :data:`GREETING_WAIT`).
+
+    Returns:
+        ``"starttls"`` when the server greets (or cannot be reached: the
+        dialogue then reports why), ``"implicit"`` when it stays silent.
+    """
+    try:
+        sock = open_socket(host, port, timeout=timeout)
+    except (ConnectError, DeadlineError):
+        return "starttls"
+    with sock:
+        sock.settimeout(min(timeout, GREETING_WAIT))
+        try:
+            sock.recv(1)
+        except OSError as exc:
+            # Silence means a ClientHello is awaited; a reset is left for the
+            # dialogue to report.
+            return "implicit" if isinstance(exc, TimeoutError) else "starttls"
+    return "starttls"
+
+
+def _versions(host: str, port: int, mode: Mode, timeout: float) -> tuple[tuple[str, str], ...]:
+    results = []
+    for name, version in TLS_VERSIONS:
+        try:
+            ctx = inspection_context(version)
+        except (ValueError, ssl.SSLError):
+            results.append((name, "not testable"))
+            continue
+        attempt = _dialogue(host, port, mode, ctx, timeout, handshake_only=True)
+        if attempt.tls is not None:
+            results.append((name, "accepted"))
+        elif attempt.handshake_failed:
+            results.append(
+                (name, classify_handshake_error(attempt.error and attempt.error.__cause__))
+            )
+        else:
+            results.append((name, f"error: {attempt.error}"))
+    return tuple(results)
+
+
+def _flatten(extensions: Extensions | None) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    return None if extensions is None else tuple(extensions.items())
+
+
+def probe_port(
+    host: str, port: int, mode: Mode, context: ssl.SSLContext, timeout: float
+) -> PortFacts:
+    """Probe one port: the verifying dialogue, inspection if needed, TLS versions.
+
+    Args:
+        host: the server name (certificates are checked against it).
+        port: the port.
+        mode: how TLS starts there.
+        context: the verifying client context (the probe's trust).
+        timeout: seconds for each connect, handshake and reply.
+
+    Returns:
+        The :class:`PortFacts`.
+    """
+    label = "implicit TLS" if mode == "implicit" else "STARTTLS"
+    _progress(f"{host}:{port} ({label}): verifying handshake")
+    verifying = _dialogue(host, port, mode, context, timeout)
+    if not verifying.connected:
+        return PortFacts(port=port, mode=mode, reachable=False, error=str(verifying.error))
+    seen = verifying
+    if verifying.handshake_failed:
+        # The verifying handshake failed: look again without verification to
+        # report the certificate and what the server offers inside TLS.
+        _progress(f"{host}:{port}: inspecting the certificate without verification")
+        seen = _dialogue(host, port, mode, inspection_context(), timeout)
+    versions: tuple[tuple[str, str], ...] = ()
+    if seen.tls is not None:
+        _progress(f"{host}:{port}: trying TLS 1.0, 1.1, 1.2 and 1.3 one at a time")
+        versions = _versions(host, port, mode, timeout)
+    greeting = seen.greeting or verifying.greeting
+    before = seen.before_tls or verifying.before_tls
+    der = seen.tls.peer_certificate if seen.tls is not None else None
+    error = verifying.error
+    return PortFacts(
+        port=port,
+        mode=mode,
+        reachable=True,
+        error=None if error is None else str(error),
+        verify_error=str(error) if isinstance(error, CertificateError) else None,
+        greeting=f"{greeting.code} {greeting.text}" if greeting is not None else None,
+        starttls_offered=None if before is None else "STARTTLS" in before,
+        auth_before_tls=tuple(sorted(before.auth_mechanisms)) if before is not None else (),
+        tls_version=seen.tls.version if seen.tls is not None else None,
+        cipher=seen.tls.cipher if seen.tls is not None else None,
+        verified=bool(verifying.tls is not None and verifying.tls.verified),
+        extensions=_flatten(seen.after_tls),
+        certificate=certificate_facts(der) if der else None,
+        versions=versions,
+    )
+
+
+def probe(
+    host: str,
+    *,
+    ports: Sequence[tuple[int, Mode | None]],
+    context: ssl.SSLContext,
+    trust: str,
+    timeout: float,
+    explicit_port: bool,
+) -> ProbeFacts:
+    """Probe ``host`` on each of ``ports``.
+
+    Args:
+        host: the server name.
+        ports: ``(port, mode)`` pairs; a ``None`` mode is detected.
+        context: the verifying client context.
+        trust: a description of the trust anchors, for the report.
+        timeout: seconds for each connect, handshake and reply.
+        explicit_port: the user chose the port (changes the verdict rules).
+
+    Returns:
+        The :class:`ProbeFacts`.
+    """
+    results = []
+    for port, mode in ports:
+        chosen = mode or detect_mode(host, port, timeout)
+        results.append(probe_port(host, port, chosen, context, timeout))
+    return ProbeFacts(host=host, trust=trust, ports=tuple(results), explicit_port=explicit_port)

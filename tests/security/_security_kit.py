@@ -1,0 +1,139 @@
+"""The security suite's toolbox: canaries, trust, a connect helper and leak checks.
+
+Every attack test follows the checklist's harness (§0.2): a scripted loopback
+server from :mod:`smtpsec.testing`, canary secrets (password ``CANARY-PW-…``,
+body ``CANARY-BODY-…``) and a "send nothing" check on the server's pre-TLS
+capture. The :class:`Kit` fixture bundles those so each test reads as
+"server does X → client raises Y, nothing leaked".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections.abc import Iterable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Final
+
+import smtpsec
+from smtpsec.testing import CA, Capture, LeafCert, SMTPServer, TLSMode
+from smtpsec.testing.plugin import ServerFactory
+
+USER: Final = "ann"
+PASSWORD: Final = "CANARY-PW-5f0c2e9a"
+BODY: Final = "CANARY-BODY-c41d7b83"
+#: Short enough to keep the suite fast, long enough for a loaded CI machine.
+TIMEOUT: Final = 3.0
+#: Verbs that must never be seen before TLS on a TLS-required connection (§0.2 item 3).
+FORBIDDEN_PRE_TLS: Final = frozenset({"AUTH", "MAIL", "RCPT", "DATA", "BDAT"})
+
+
+def leaked(text: str | bytes, *canaries: str) -> list[str]:
+    """Return the canaries found in ``text``, raw or inside any base64 word.
+
+    Used for logs and exception messages, where the kit's
+    :meth:`Capture.secrets_leaked` does not apply.
+    """
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    views = [raw]
+    for word in raw.replace(b"'", b" ").replace(b'"', b" ").split():
+        try:
+            views.append(base64.b64decode(word + b"=" * (-len(word) % 4), validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return [c for c in canaries if any(c.encode() in view for view in views)]
+
+
+class Kit:
+    """What an attack test needs: servers, a trusting policy, a client, and checks.
+
+    Attributes:
+        ca: the session CA (trusted through :attr:`cafile`).
+        cert: the good leaf for ``localhost``, ``127.0.0.1`` and ``::1``.
+        cafile: the CA certificate as a PEM file.
+    """
+
+    user: Final = USER
+    password: Final = PASSWORD
+    body: Final = BODY
+    timeout: Final = TIMEOUT
+
+    def __init__(self, ca: CA, cert: LeafCert, cafile: Path, factory: ServerFactory) -> None:
+        self.ca = ca
+        self.cert = cert
+        self.cafile = cafile
+        self._factory = factory
+
+    def server(self, tls: TLSMode = "starttls", **options: Any) -> SMTPServer:
+        """Start a fake MSA that knows ``ann``/the password canary."""
+        options.setdefault("users", {USER: PASSWORD})
+        return self._factory(tls, **options)
+
+    def policy(self, **options: Any) -> smtpsec.Policy:
+        """A :class:`smtpsec.Policy` that trusts the test CA."""
+        options.setdefault("cafile", self.cafile)
+        return smtpsec.Policy(**options)
+
+    def connect(
+        self,
+        srv: SMTPServer,
+        security: smtpsec.Security,
+        *,
+        host: str = "localhost",
+        username: str | None = USER,
+        password: str | None = PASSWORD,
+        policy: smtpsec.Policy | None = None,
+        timeout: float = TIMEOUT,
+    ) -> smtpsec.Session:
+        """Connect to ``srv`` the way the brief prescribes (canary password, small timeout)."""
+        return smtpsec.connect(
+            host,
+            srv.port,
+            security=security,
+            username=username,
+            password=password if username is not None else None,
+            policy=policy if policy is not None else self.policy(),
+            timeout=timeout,
+        )
+
+    @staticmethod
+    def message() -> EmailMessage:
+        """A small message whose body carries the body canary."""
+        msg = EmailMessage()
+        msg["From"] = "ann@example.test"
+        msg["To"] = "bob@example.test"
+        msg["Subject"] = "quarterly numbers"
+        msg.set_content(f"Hello Bob,\n{BODY}\n")
+        return msg
+
+    @staticmethod
+    def finished(srv: SMTPServer) -> Capture:
+        """The first connection's capture, once the server has finished with it."""
+        return srv.wait_for_connections(1, timeout=10)[0]
+
+    @staticmethod
+    def assert_nothing_leaked(capture: Capture) -> None:
+        """Checklist §0.2 item 3: no AUTH/MAIL/RCPT/DATA/BDAT and no canary before TLS."""
+        sent = FORBIDDEN_PRE_TLS & set(capture.commands_pre_tls)
+        assert not sent, f"sent {sorted(sent)} before TLS: {capture.commands_pre_tls}"
+        assert capture.secrets_leaked(PASSWORD, BODY) == []
+
+
+def hosts_aliases() -> Iterable[str]:
+    """Names that /etc/hosts maps to an IPv4 loopback address (no DNS involved)."""
+    try:
+        lines = Path("/etc/hosts").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if len(words) < 2:
+            continue
+        try:
+            address = ipaddress.ip_address(words[0])
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv4Address) and address.is_loopback:
+            yield from words[1:]
