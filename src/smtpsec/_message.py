@@ -4,28 +4,51 @@ re-iterable stream of body chunks, without holding the message in memory twice."
 from __future__ import annotations
 
 import copy
+import email.generator
 import email.policy
 import email.utils
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from email.message import EmailMessage, Message
-from typing import BinaryIO, Union
+from dataclasses import dataclass, replace
+from email.message import Message
+from typing import BinaryIO, Final
 
 from ._types import BODY_CHUNK_SIZE
 from .errors import InvalidArgumentError
-from .sansio import LineNormalizer, mailbox_needs_smtputf8, validate_mailbox
+from .sansio import BdatEncoder, mailbox_needs_smtputf8, validate_mailbox
 
-__all__ = ["MessageInput", "PreparedMessage", "prepare_message"]
+__all__ = ["MessageInput", "PreparedMessage", "envelope_from_headers", "prepare_message"]
 
 #: What ``Session.send`` accepts as a message.
-MessageInput = Union[Message, bytes, bytearray, memoryview, BinaryIO, Iterable[bytes]]
+MessageInput = Message | bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 
-_RECIPIENT_HEADERS = ("to", "cc", "bcc")
-_RESENT_RECIPIENT_HEADERS = ("resent-to", "resent-cc", "resent-bcc")
+_RECIPIENT_HEADERS: Final = ("to", "cc", "bcc")
+_RESENT_RECIPIENT_HEADERS: Final = ("resent-to", "resent-cc", "resent-bcc")
+#: Headers whose addr-specs cannot be RFC 2047-encoded: non-ASCII there needs SMTPUTF8.
+_ADDRESS_HEADERS: Final = (
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "resent-from",
+    "resent-sender",
+    "resent-to",
+    "resent-cc",
+    "resent-bcc",
+)
 #: A break that is not CRLF/LF followed by folding white space.
-_BAD_BREAK = re.compile(r"\r(?!\n)|\n(?![ \t])")
+_BAD_BREAK: Final = re.compile(r"\r(?!\n)|\n(?![ \t])")
+#: RFC 5322 §2.2 field-name: printable ASCII except ":".
+_FIELD_NAME: Final = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+#: A ``Bcc:`` line at the start of the serialised header block or after a line end.
+_BCC_LINE: Final = re.compile(rb"(?:^|\n)(?:resent-)?bcc[ \t]*:", re.IGNORECASE)
+_HEADER_END: Final = re.compile(rb"\r\n\r\n")
+
+#: A body source: chunk factory, sent size, 8-bitness.
+_Body = tuple[Callable[[], Iterator[bytes]], int, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +59,14 @@ class PreparedMessage:
         sender: envelope sender ("" for the null sender).
         recipients: envelope recipients, in order, de-duplicated.
         chunks: yields the raw body in chunks (line ends not yet normalised).
-        size: normalised size in octets when known in advance, else ``None``.
+        size: the octets that will be sent, when known in advance: line ends
+            normalised to CRLF and a final CRLF added if missing, without
+            dot-stuffing or the terminator (RFC 1870 ``SIZE``). ``None``: unknown.
         eight_bit: the body has octets ≥ 0x80 (``None``: unknown, streamed).
-        smtputf8: an address (or a header) needs SMTPUTF8.
+        smtputf8: an address (envelope or address header) needs SMTPUTF8.
+        seven_bit: when the body is 8-bit and can be re-encoded (a
+            ``Message``), renders the 7-bit-safe form of the same message for
+            servers without 8BITMIME (see :meth:`as_seven_bit`); else ``None``.
     """
 
     sender: str
@@ -47,6 +75,18 @@ class PreparedMessage:
     size: int | None
     eight_bit: bool | None
     smtputf8: bool
+    seven_bit: Callable[[], _Body] | None = None
+
+    def as_seven_bit(self) -> PreparedMessage:
+        """The same message with every 8-bit part transfer-encoded (base64/QP).
+
+        Raises:
+            InvalidArgumentError: the message cannot be re-encoded (raw bytes).
+        """
+        if self.seven_bit is None:
+            raise InvalidArgumentError("only a Message can be re-encoded to 7 bit")
+        chunks, size, eight_bit = self.seven_bit()
+        return replace(self, chunks=chunks, size=size, eight_bit=eight_bit, seven_bit=None)
 
 
 def _addresses(values: Iterable[str]) -> list[str]:
@@ -54,7 +94,11 @@ def _addresses(values: Iterable[str]) -> list[str]:
 
 
 def envelope_from_headers(msg: Message) -> tuple[str, list[str]]:
-    """Sender and recipients from headers, as smtplib's ``send_message`` defines them."""
+    """Sender and recipients from headers, as smtplib's ``send_message`` defines them.
+
+    Raises:
+        InvalidArgumentError: the message has several ``Resent-`` blocks.
+    """
     resent = msg.get_all("Resent-Date")
     if resent is not None and len(resent) > 1:
         raise InvalidArgumentError(
@@ -74,15 +118,32 @@ def envelope_from_headers(msg: Message) -> tuple[str, list[str]]:
 
 def _check_headers(msg: Message) -> None:
     # R-PY-18: a CR or LF in a header value that is not a fold would add a header.
-    for name, value in msg.items():
-        if _BAD_BREAK.search(str(value)):
-            raise InvalidArgumentError(
-                f"header {name!r} contains a line break that would start a new header "
-                "(header injection); remove CR/LF from the value"
-            )
+    # The *stored* values are checked (raw_items): ``set_raw`` bypasses the checks
+    # that ``msg[name] = value`` makes, and ``items()`` hides the break.
+    for part in msg.walk():
+        for name, value in part.raw_items():
+            if not _FIELD_NAME.fullmatch(name):
+                raise InvalidArgumentError(
+                    f"header name {name!r} is invalid (RFC 5322 §2.2: printable ASCII, no "
+                    "colon); nothing was sent. Fix the header name"
+                )
+            if _BAD_BREAK.search(str(value)):
+                raise InvalidArgumentError(
+                    f"header {name!r} contains a line break that would start a new header "
+                    "(header injection, R-PY-18); nothing was sent. Remove CR/LF from the value"
+                )
 
 
-def _serialise(msg: Message, *, utf8: bool) -> bytes:
+def _needs_utf8(msg: Message) -> bool:
+    """True when an address header holds a non-ASCII addr-spec (RFC 2047 cannot encode it)."""
+    return any(
+        not addr.isascii()
+        for name in _ADDRESS_HEADERS
+        for addr in _addresses(str(v) for v in (msg.get_all(name) or []))
+    )
+
+
+def _submission_copy(msg: Message, sender: str) -> Message:
     clone = copy.copy(msg)
     # Bcc must never be transmitted; ``del`` rebuilds the header list, so the
     # caller's object is untouched.
@@ -92,21 +153,73 @@ def _serialise(msg: Message, *, utf8: bool) -> bytes:
     if clone["Date"] is None:
         clone["Date"] = email.utils.formatdate(localtime=True)
     if clone["Message-ID"] is None:
-        clone["Message-ID"] = email.utils.make_msgid(domain="smtpsec.invalid")
-    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    if isinstance(msg, EmailMessage) or utf8:
-        return clone.as_bytes(policy=policy)
-    return clone.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+        # The sender's domain, never the machine's FQDN (make_msgid's default).
+        domain = sender.rpartition("@")[2]
+        if not domain.isascii() or not domain:
+            domain = "smtpsec.invalid"
+        clone["Message-ID"] = email.utils.make_msgid(domain=domain)
+    return clone
 
 
-def _normalised_size(data: bytes) -> int:
-    norm = LineNormalizer()
-    size = len(norm.feed(data))
-    return size + len(norm.finish())
+def _policy(msg: Message, *, utf8: bool, seven_bit: bool = False) -> email.policy.Policy:
+    base = msg.policy
+    if isinstance(base, email.policy.EmailPolicy):
+        policy: email.policy.Policy = base.clone(linesep="\r\n", utf8=utf8)
+    elif utf8:
+        policy = email.policy.SMTPUTF8
+    else:
+        policy = base.clone(linesep="\r\n")
+    # cte_type="7bit" makes the generator re-encode 8-bit parts (base64/QP).
+    return policy.clone(cte_type="7bit") if seven_bit else policy
 
 
-def _needs_utf8_headers(msg: Message) -> bool:
-    return any(not str(v).isascii() for _k, v in msg.items())
+def _render(msg: Message, policy: email.policy.Policy) -> memoryview:
+    buf = io.BytesIO()
+    try:
+        email.generator.BytesGenerator(buf, mangle_from_=False, policy=policy).flatten(msg)
+    except Exception as exc:  # the email package's own refusals (encoding, defects)
+        raise InvalidArgumentError(
+            f"the message could not be serialised ({type(exc).__name__}: {exc}); nothing "
+            "was sent. Fix the message (headers, charsets, transfer encodings)"
+        ) from exc
+    # A view of the buffer, not ``getvalue()``: no second copy of the message.
+    data = buf.getbuffer()
+    head = _HEADER_END.search(data)
+    if _BCC_LINE.search(data, 0, head.end() if head else len(data)):
+        # Defence in depth: Bcc was deleted, so a Bcc line here was injected.
+        raise InvalidArgumentError(
+            "the serialised message contains a Bcc header although Bcc is removed before "
+            "sending: a header value injected it (R-PY-18); nothing was sent"
+        )
+    return data
+
+
+def _from_message(
+    message: Message, sender: str | None, recipients: Iterable[str] | None
+) -> tuple[str | None, list[str], PreparedMessage]:
+    _check_headers(message)
+    hdr_sender, hdr_rcpts = envelope_from_headers(message)
+    if sender is None and hdr_sender:
+        # No From/Sender leaves ``sender`` None (an error below), never the null
+        # sender: ``<>`` must be asked for explicitly with sender="".
+        sender = hdr_sender
+    rcpts = list(hdr_rcpts if recipients is None else recipients)
+    utf8 = (
+        mailbox_needs_smtputf8(sender or "")
+        or any(mailbox_needs_smtputf8(r) for r in rcpts)
+        or _needs_utf8(message)
+    )
+    clone = _submission_copy(message, sender or "")
+    data = _render(clone, _policy(message, utf8=utf8))
+    size, eight_bit = _scan(_bytes_source(data)())
+    seven: Callable[[], _Body] | None = None
+    if eight_bit and not utf8:
+
+        def seven() -> _Body:
+            text = _render(clone, _policy(message, utf8=False, seven_bit=True))
+            return (_bytes_source(text), *_scan(_bytes_source(text)()))
+
+    return sender, rcpts, PreparedMessage("", (), _bytes_source(data), size, eight_bit, utf8, seven)
 
 
 def prepare_message(
@@ -117,64 +230,42 @@ def prepare_message(
 ) -> PreparedMessage:
     """Validate the envelope and set up the body stream for ``message``.
 
+    Args:
+        message: an :class:`email.message.Message` (``EmailMessage`` or compat32),
+            bytes-like, a binary file object, or an iterable of ``bytes`` chunks.
+        sender: envelope sender; ``None`` takes it from the message's headers.
+        recipients: envelope recipients; ``None`` takes To/Cc/Bcc.
+
     Raises:
         InvalidArgumentError: no recipients, an unsafe address, a header injection,
             or a message type smtpsec cannot send.
     """
-    body: Callable[[], Iterator[bytes]]
-    size: int | None = None
-    eight_bit: bool | None
-    header_utf8 = False
     untyped: object = message  # callers without a type checker may pass a str
     if isinstance(untyped, str):
         raise InvalidArgumentError(
             "a str message is ambiguous about its encoding; pass an EmailMessage or bytes"
         )
     if isinstance(message, Message):
-        _check_headers(message)
-        hdr_sender, hdr_rcpts = envelope_from_headers(message)
-        sender = hdr_sender if sender is None else sender
-        if recipients is None:
-            recipients = hdr_rcpts
-        header_utf8 = _needs_utf8_headers(message)
-        envelope_utf8 = mailbox_needs_smtputf8(sender) or any(
-            mailbox_needs_smtputf8(r) for r in recipients
-        )
-        data = _serialise(message, utf8=header_utf8 or envelope_utf8)
-        body = _bytes_source(data)
-        size = _normalised_size(data)
-        eight_bit = not data.isascii()
+        sender, recipients, prepared = _from_message(message, sender, recipients)
     elif isinstance(message, (bytes, bytearray, memoryview)):
-        data = bytes(message)
-        body = _bytes_source(data)
-        size = _normalised_size(data)
-        eight_bit = not data.isascii()
+        view = _byte_view(message)
+        size, eight_bit = _scan(_bytes_source(view)())
+        prepared = PreparedMessage("", (), _bytes_source(view), size, eight_bit, False)
     elif isinstance(message, io.IOBase) or hasattr(message, "read"):
-        body, size, eight_bit = _file_source(message)  # type: ignore[arg-type]
+        body, file_size, eight = _file_source(message)  # type: ignore[arg-type]
+        prepared = PreparedMessage("", (), body, file_size, eight, False)
+    elif isinstance(untyped, Iterable):
+        prepared = PreparedMessage("", (), _iterable_source(message), None, None, False)
     else:
-        chunks = message
-        used = False
-
-        def once() -> Iterator[bytes]:
-            nonlocal used
-            if used:
-                raise InvalidArgumentError(
-                    "an iterable body can be sent only once; pass bytes or a seekable file to retry"
-                )
-            used = True
-            for chunk in chunks:
-                if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                    raise InvalidArgumentError(
-                        f"message chunks must be bytes, got {type(chunk).__name__}"
-                    )
-                yield bytes(chunk)
-
-        body, eight_bit = once, None
+        raise InvalidArgumentError(
+            f"cannot send a {type(untyped).__name__}: pass an EmailMessage, bytes, a binary "
+            "file or an iterable of bytes"
+        )
     if sender is None:
         raise InvalidArgumentError(
             "no envelope sender: pass sender= (or send an EmailMessage with a From header)"
         )
-    rcpts = list(dict.fromkeys(recipients or ()))
+    rcpts = tuple(dict.fromkeys(recipients or ()))
     if not rcpts:
         raise InvalidArgumentError(
             "no recipients: pass recipients= (or an EmailMessage with To/Cc/Bcc headers)"
@@ -182,37 +273,69 @@ def prepare_message(
     validate_mailbox(sender, allow_empty=True)
     for rcpt in rcpts:
         validate_mailbox(rcpt)
-    smtputf8 = (
-        header_utf8
+    utf8 = (
+        prepared.smtputf8
         or mailbox_needs_smtputf8(sender)
         or any(mailbox_needs_smtputf8(r) for r in rcpts)
     )
-    return PreparedMessage(sender, tuple(rcpts), body, size, eight_bit, smtputf8)
+    return replace(prepared, sender=sender, recipients=rcpts, smtputf8=utf8)
 
 
-def _bytes_source(data: bytes) -> Callable[[], Iterator[bytes]]:
+def _byte_view(data: bytes | bytearray | memoryview) -> memoryview:
+    view = memoryview(data)
+    try:
+        return view.cast("B")  # no copy of the caller's buffer
+    except TypeError:  # not C-contiguous: one copy is unavoidable
+        return memoryview(view.tobytes())
+
+
+def _scan(chunks: Iterable[bytes]) -> tuple[int, bool]:
+    """One streaming pass: the size actually sent (as BDAT/DATA count it) and 8-bitness.
+
+    The encoder is the one the wire uses, so the count includes the CRLF added
+    to a body that does not end with one (R-1870-2).
+    """
+    enc = BdatEncoder()
+    eight_bit = False
+    for chunk in chunks:
+        enc.feed(chunk)
+        eight_bit = eight_bit or not chunk.isascii()
+    enc.finish()
+    return enc.body_octets, eight_bit
+
+
+def _bytes_source(data: memoryview) -> Callable[[], Iterator[bytes]]:
     def chunks() -> Iterator[bytes]:
-        view = memoryview(data)
         for start in range(0, len(data), BODY_CHUNK_SIZE):
-            yield bytes(view[start : start + BODY_CHUNK_SIZE])
+            yield bytes(data[start : start + BODY_CHUNK_SIZE])
 
     return chunks
+
+
+def _iterable_source(source: Iterable[bytes]) -> Callable[[], Iterator[bytes]]:
+    used = False
+
+    def once() -> Iterator[bytes]:
+        nonlocal used
+        if used:
+            raise InvalidArgumentError(
+                "an iterable body can be sent only once; pass bytes or a seekable file to retry"
+            )
+        used = True
+        for chunk in source:
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise InvalidArgumentError(
+                    f"message chunks must be bytes, got {type(chunk).__name__}; nothing more "
+                    "of this message was sent"
+                )
+            yield bytes(chunk)
+
+    return once
 
 
 def _file_source(fp: BinaryIO) -> tuple[Callable[[], Iterator[bytes]], int | None, bool | None]:
     seekable = fp.seekable() if hasattr(fp, "seekable") else False
     start = fp.tell() if seekable else 0
-    size: int | None = None
-    eight_bit: bool | None = None
-    if seekable:
-        # One cheap pass for SIZE and 8-bit detection, then rewind: nothing is kept.
-        norm = LineNormalizer()
-        size, eight_bit = 0, False
-        while chunk := fp.read(BODY_CHUNK_SIZE):
-            _check_binary(chunk)
-            size += len(norm.feed(chunk))
-            eight_bit = eight_bit or not chunk.isascii()
-        size += len(norm.finish())
 
     def chunks() -> Iterator[bytes]:
         if seekable:
@@ -221,6 +344,11 @@ def _file_source(fp: BinaryIO) -> tuple[Callable[[], Iterator[bytes]], int | Non
             _check_binary(chunk)
             yield chunk
 
+    if not seekable:
+        return chunks, None, None
+    # One cheap pass for SIZE and 8-bit detection (nothing is kept), then the
+    # send rewinds to ``start``.
+    size, eight_bit = _scan(chunks())
     return chunks, size, eight_bit
 
 

@@ -1,164 +1,430 @@
 """Mail transactions at the protocol's round-trip minimum (RFC 2920 PIPELINING, RFC 3030
-CHUNKING), with lock-step fallback, streaming bodies and per-message outcomes."""
+CHUNKING), with lock-step fallback, streaming bodies and per-message outcomes.
+
+With PIPELINING and CHUNKING a small message is one write (``MAIL``, every
+``RCPT``, ``BDAT n LAST`` and the body) and many messages share a flight; with
+PIPELINING alone the envelope and ``DATA`` share a write and each body's
+terminator travels with the next envelope; without PIPELINING every command
+waits for its reply. Replies are matched to commands by counting (RFC 2920
+§3.1) and handled one by one, so each message gets its own outcome.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from ._envelope import RecipientRefusal, SendOptions, SendResult, plan_envelope
 from ._message import PreparedMessage
+from ._wire import Wire
 from .errors import (
     CapabilityError,
     ConnectError,
+    InvalidArgumentError,
     RecipientsRefused,
+    RemoteProtocolError,
     ReplyError,
     SenderRefused,
     SMTPSecError,
 )
-from .errors import TimeoutError as DeadlineError
-from .sansio import BdatEncoder, Command, DataEncoder, Extensions, Reply, State
-from ._wire import Wire
+from .sansio import BdatEncoder, Command, DataEncoder, Extensions, Reply
 
 __all__ = ["RecipientRefusal", "SendOptions", "SendResult", "run_transactions"]
 
 #: BDAT chunk size when streaming: big enough to amortise the command, small
 #: enough that memory stays flat.
 _BDAT_CHUNK: Final = 1024 * 1024
-#: BDAT chunks allowed in flight before reading a reply (deadlock avoidance, R-2920-3.1-5).
+#: Replies allowed to be outstanding while streaming BDAT chunks (R-2920-3.1-5).
 _BDAT_WINDOW: Final = 4
 #: Bodies up to this size go in the same write as MAIL/RCPT (one flight).
 _INLINE_BODY: Final = 256 * 1024
-#: Bound on unacknowledged commands/bytes per pipelined flight (R-2920-3.1-5).
-_FLIGHT_COMMANDS: Final = 400
-_FLIGHT_BYTES: Final = 1024 * 1024
+#: Bound on unanswered commands and unwritten bytes per flight: the replies a
+#: flight provokes must fit in socket buffers while we are still writing
+#: (deadlock avoidance with blocking I/O, R-2920-3.1-5).
+_FLIGHT_COMMANDS: Final = 256
+_FLIGHT_BYTES: Final = 512 * 1024
 
-
-@dataclass(frozen=True, slots=True)
-class RecipientRefusal:
-    """Why the server refused one recipient."""
-
-    code: int
-    enhanced_status: str | None
-    text: str
-
-    @property
-    def transient(self) -> bool:
-        """4xx: the recipient may be accepted later."""
-        return 400 <= self.code < 500
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """The outcome of one accepted message.
-
-    Attributes:
-        sender: the envelope sender.
-        accepted: recipients the server accepted.
-        refused: recipient -> refusal, for recipients it refused (the message still
-            went to ``accepted``).
-        code: the final reply code (250).
-        enhanced_status: its enhanced status, if any.
-        text: its text (often a queue id).
-        size: octets sent (normalised content).
-        method: ``"DATA"`` or ``"BDAT"``.
-    """
-
-    sender: str
-    accepted: tuple[str, ...]
-    refused: Mapping[str, RecipientRefusal]
-    code: int
-    enhanced_status: str | None
-    text: str
-    size: int
-    method: str
-
-
-@dataclass(frozen=True, slots=True)
-class SendOptions:
-    """Per-send ESMTP options (used only when the server offers the extension).
-
-    Attributes:
-        notify: DSN ``NOTIFY`` values, e.g. ``("FAILURE", "DELAY")`` (RFC 3461).
-        ret: DSN ``RET`` (``"FULL"`` or ``"HDRS"``).
-        envid: DSN ``ENVID``.
-        require_dsn: raise :class:`CapabilityError` when DSN is requested but not offered.
-    """
-
-    notify: tuple[str, ...] = ()
-    ret: str | None = None
-    envid: str | None = None
-    require_dsn: bool = True
-    mail_params: Mapping[str, str | None] = field(default_factory=dict)
+_Handler = Callable[[Reply], None]
 
 
 def _enh(reply: Reply) -> str | None:
     return str(reply.enhanced_status) if reply.enhanced_status else None
 
 
-def _mail_params(msg: PreparedMessage, ext: Extensions, opts: SendOptions) -> dict[str, str | None]:
-    params: dict[str, str | None] = {}
-    limit = ext.max_size
-    if msg.size is not None and limit is not None and msg.size > limit:
-        raise CapabilityError(
-            f"the message is {msg.size} octets but the server accepts at most {limit} "
-            "(SIZE); nothing was sent. Shrink the message or its attachments"
-        )
-    if msg.size is not None and "SIZE" in ext:
-        params["SIZE"] = str(msg.size)
-    if msg.smtputf8:
-        if "SMTPUTF8" not in ext:
-            raise CapabilityError(
-                "an address or header needs SMTPUTF8, which the server does not offer after "
-                "TLS; nothing was sent. Use ASCII addresses for this server"
-            )
-        params["SMTPUTF8"] = None
-    if msg.eight_bit is not False and "8BITMIME" in ext:
-        params["BODY"] = "8BITMIME"
-    elif msg.eight_bit:
-        raise CapabilityError(
-            "the body contains 8-bit octets but the server does not offer 8BITMIME; "
-            "nothing was sent. Send an EmailMessage (smtpsec then uses a 7-bit transfer "
-            "encoding) or encode the body as quoted-printable/base64"
-        )
-    if opts.ret or opts.envid:
-        if "DSN" not in ext:
-            if opts.require_dsn:
-                raise CapabilityError("DSN options were given but the server does not offer DSN")
-        else:
-            if opts.ret:
-                params["RET"] = opts.ret
-            if opts.envid:
-                from .sansio import xtext
-
-                params["ENVID"] = xtext(opts.envid)
-    params.update(opts.mail_params)
-    return params
+def _ignore(reply: Reply) -> None:
+    """RSET's reply: a failure would show up on the MAIL that follows."""
 
 
-def _rcpt_params(ext: Extensions, opts: SendOptions) -> dict[str, str | None]:
-    if not opts.notify:
-        return {}
-    if "DSN" not in ext:
-        if opts.require_dsn:
-            raise CapabilityError("DSN NOTIFY was given but the server does not offer DSN")
-        return {}
-    return {"NOTIFY": ",".join(opts.notify)}
-
-
-@dataclass
+@dataclass(eq=False)
 class _Tx:
-    """Book-keeping for one message in flight."""
+    """Book-keeping for one message."""
 
     msg: PreparedMessage
-    mail: Command
-    rcpts: list[Command]
+    mail: Command | None = None
+    rcpts: list[Command] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
     refused: dict[str, RecipientRefusal] = field(default_factory=dict)
     error: SMTPSecError | None = None
     result: SendResult | None = None
     size: int = 0
-    sender_ok: bool = False
+    go_ahead: bool = False  # 354 received
+    over: bool = False  # the DATA terminator went: the transaction ends with its reply
+
+    def failed(self) -> bool:
+        # A method, not ``error is not None`` inline: replies handled inside a
+        # call change it, which a type checker's narrowing would not expect.
+        return self.error is not None
+
+    @property
+    def settled(self) -> bool:
+        return self.error is not None or self.result is not None
+
+    def fail(self, error: SMTPSecError) -> None:
+        """Record the first failure only (later replies are its consequences)."""
+        if self.error is None:
+            self.error = error
+
+    # ---------------------------------------------------------------- replies
+
+    def on_mail(self, reply: Reply) -> None:
+        if not reply.is_success:
+            self.fail(
+                SenderRefused(
+                    f"the server refused sender {self.msg.sender!r}: {reply.code} "
+                    f"{_enh(reply) or ''} {reply.text}; the message was not sent",
+                    code=reply.code,
+                    enhanced_status=_enh(reply),
+                    text=reply.text,
+                    sender=self.msg.sender,
+                )
+            )
+
+    def on_rcpt(self, address: str, last: bool) -> _Handler:
+        def handle(reply: Reply) -> None:
+            if reply.is_success:
+                self.accepted.append(address)
+            else:
+                self.refused[address] = RecipientRefusal(reply.code, _enh(reply), reply.text)
+            if last and not self.accepted:
+                self._all_refused()
+
+        return handle
+
+    def _all_refused(self) -> None:
+        first = next(iter(self.refused.values()))
+        self.fail(
+            RecipientsRefused(
+                f"the server refused every recipient ({len(self.refused)}); the message "
+                "was not sent: "
+                + "; ".join(f"{r}: {v.code} {v.text}" for r, v in self.refused.items()),
+                code=first.code,
+                enhanced_status=first.enhanced_status,
+                text=first.text,
+                refused={r: (v.code, v.enhanced_status, v.text) for r, v in self.refused.items()},
+            )
+        )
+
+    def on_data(self, reply: Reply) -> None:
+        if reply.code == 354:
+            self.go_ahead = True
+        elif reply.is_transient or reply.is_permanent:
+            self.fail(_refusal("the server refused DATA", reply))
+        else:
+            # Neither 354 nor a refusal: replies and commands are out of step
+            # (an extra reply arrived earlier), R-LIB-DESYNC-1.
+            raise RemoteProtocolError(
+                f"the server answered DATA with {reply.code} instead of 354: replies and "
+                "commands are out of step; the connection was closed (R-LIB-DESYNC-1)"
+            )
+
+    def on_chunk(self, reply: Reply) -> None:
+        if not reply.is_success:
+            # R-3030-2-4: no further chunk after this one.
+            self.fail(_refusal("the server refused a BDAT chunk", reply))
+
+    def on_final(self, method: str) -> _Handler:
+        def handle(reply: Reply) -> None:
+            if self.error is not None:
+                return
+            if not reply.is_success:
+                self.fail(_refusal("the server did not accept the message", reply))
+                return
+            self.result = SendResult(
+                sender=self.msg.sender,
+                accepted=tuple(self.accepted),
+                refused=dict(self.refused),
+                code=reply.code,
+                enhanced_status=_enh(reply),
+                text=reply.text,
+                size=self.size,
+                method=method,
+            )
+
+        return handle
+
+
+def _refusal(what: str, reply: Reply) -> ReplyError:
+    later = " (temporary: try again later)" if reply.is_transient else ""
+    return ReplyError(
+        f"{what}: {reply.code} {_enh(reply) or ''} {reply.text}; the message was not sent{later}",
+        code=reply.code,
+        enhanced_status=_enh(reply),
+        text=reply.text,
+    )
+
+
+def _body_error(exc: Exception) -> SMTPSecError:
+    if isinstance(exc, SMTPSecError):
+        return exc
+    error = InvalidArgumentError(
+        f"the message body could not be read ({type(exc).__name__}: {exc}); the message "
+        "was not sent"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _guard_8bit(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """For bodies of unknown content sent without 8BITMIME: stop at the first 8-bit octet."""
+    for chunk in chunks:
+        if not chunk.isascii():
+            raise CapabilityError(
+                "the streamed body contains 8-bit octets but the server does not offer "
+                "8BITMIME; the transfer was stopped and the message was not delivered. "
+                "Transfer-encode the body (quoted-printable/base64) or send an EmailMessage"
+            )
+        yield chunk
+
+
+class _Engine:
+    """One run of transactions over a wire, in flights of pipelined commands."""
+
+    def __init__(self, wire: Wire, ext: Extensions, *, needs_rset: bool) -> None:
+        self.wire = wire
+        self.pipelining = "PIPELINING" in ext
+        self.chunking = "CHUNKING" in ext
+        self.eight_bit_ok = "8BITMIME" in ext
+        self._initial_rset = needs_rset
+        self._previous: _Tx | None = None  # the last transaction that sent MAIL
+        self._flight = bytearray()
+        self._due: deque[_Handler] = deque()
+        self._unwritten = 0  # commands in ``_flight``
+
+    # ---------------------------------------------------------------- flights
+
+    def _command(self, command: Command, handler: _Handler, payload: bytes = b"") -> None:
+        """Queue ``command`` (and a BDAT payload, which must travel with it)."""
+        self._flight += self.wire.queue(command)
+        self._flight += payload
+        self._due.append(handler)
+        self._unwritten += 1
+
+    def _boundary(self) -> None:
+        """Settle now in lock-step mode, or when the flight reached its bounds."""
+        if (
+            not self.pipelining
+            or self._unwritten >= _FLIGHT_COMMANDS
+            or len(self._flight) >= _FLIGHT_BYTES
+        ):
+            self._settle()
+
+    def _write(self) -> None:
+        if self._flight:
+            self.wire.write(bytes(self._flight))
+            self._flight.clear()
+        self._unwritten = 0
+
+    def _settle(self, keep: int = 0) -> None:
+        """Write the flight, then handle replies until at most ``keep`` are due."""
+        self._write()
+        while len(self._due) > keep:
+            handler = self._due.popleft()
+            reply = self.wire.read(1)[0].reply
+            if reply.code == 421:
+                # RFC 5321 §3.8: the server is closing the channel.
+                raise ReplyError(
+                    f"{self.wire.peer} closed the connection: {reply.code} {reply.text}; "
+                    "the message in progress was not sent (temporary: try again later)",
+                    code=reply.code,
+                    enhanced_status=_enh(reply),
+                    text=reply.text,
+                )
+            handler(reply)
+
+    # ---------------------------------------------------------------- transactions
+
+    @property
+    def needs_rset(self) -> bool:
+        """Whether the server may hold an open transaction (RSET before the next MAIL).
+
+        Unknown outcomes count as open: in a pipelined flight a speculative RSET
+        costs a command, not a round trip (R-5321-3.3-1, R-3030-2-4).
+        """
+        prev = self._previous
+        if prev is None:
+            return self._initial_rset
+        if prev.over or prev.result is not None:
+            return False
+        return not isinstance(prev.error, SenderRefused)  # a refused MAIL opens nothing
+
+    def run(self, txs: Sequence[_Tx]) -> None:
+        for tx in txs:
+            if tx.error is None:
+                self._transaction(tx)
+        self._settle()
+
+    def _transaction(self, tx: _Tx) -> None:
+        assert tx.mail is not None
+        inline: bytes | None = None
+        chunks: Iterator[tuple[bytes, bool]] | None = None
+        first: tuple[bytes, bool] | None = None
+        raw: Iterator[bytes] | None = None
+        try:
+            # Read the body's start before any command: a body that cannot be
+            # read at all then costs nothing on the wire.
+            if self.chunking and tx.msg.size is not None and tx.msg.size <= _INLINE_BODY:
+                inline = b"".join(data for data, _last in self._bdat_chunks(self._body(tx)))
+            elif self.chunking:
+                chunks = self._bdat_chunks(self._body(tx), _BDAT_CHUNK)
+                first = next(chunks)
+            else:
+                body = self._body(tx)
+                raw = itertools.chain(list(itertools.islice(body, 1)), body)
+        except Exception as exc:
+            tx.fail(_body_error(exc))
+            return
+        if self.needs_rset:
+            self._command(Command("RSET"), _ignore)
+            self._boundary()
+        self._previous = tx
+        self._command(tx.mail, tx.on_mail)
+        self._boundary()
+        if tx.failed():
+            return
+        for index, rcpt in enumerate(tx.rcpts):
+            self._command(rcpt, tx.on_rcpt(rcpt.argument, index == len(tx.rcpts) - 1))
+            self._boundary()
+            if tx.failed():
+                return
+        if inline is not None:
+            tx.size = len(inline)
+            self._command(Command("BDAT", f"{len(inline)} LAST"), tx.on_final("BDAT"), inline)
+            self._boundary()
+        elif chunks is not None and first is not None:
+            self._stream_bdat(tx, first, chunks)
+        else:
+            assert raw is not None
+            self._data(tx, raw)
+
+    @staticmethod
+    def _bdat_chunks(
+        body: Iterator[bytes], size: int = _INLINE_BODY
+    ) -> Iterator[tuple[bytes, bool]]:
+        """Normalised body in chunks of about ``size``, each with a 'last' flag."""
+        enc = BdatEncoder()
+        buf = bytearray()
+        pending: bytes | None = None
+        for raw in body:
+            buf += enc.feed(raw)
+            while len(buf) >= size:
+                if pending is not None:
+                    yield pending, False
+                pending = bytes(buf[:size])
+                del buf[:size]
+        buf += enc.finish()
+        if pending is not None and buf:
+            yield pending, False
+            pending = None
+        yield (bytes(buf) if pending is None else pending), True
+
+    def _body(self, tx: _Tx) -> Iterator[bytes]:
+        chunks = tx.msg.chunks()
+        if tx.msg.eight_bit is None and not self.eight_bit_ok:
+            chunks = _guard_8bit(chunks)
+        return chunks
+
+    def _stream_bdat(
+        self, tx: _Tx, chunk: tuple[bytes, bool], rest: Iterator[tuple[bytes, bool]]
+    ) -> None:
+        """A large or unsized body: chunk after chunk, a few replies outstanding."""
+        while True:
+            data, last = chunk
+            handler = tx.on_final("BDAT") if last else tx.on_chunk
+            tx.size += len(data)
+            self._command(
+                Command("BDAT", f"{len(data)} LAST" if last else str(len(data))), handler, data
+            )
+            if last:
+                self._boundary()
+                return
+            self._settle(keep=_BDAT_WINDOW if self.pipelining else 0)
+            if tx.failed():
+                return  # refused envelope or chunk: R-3030-2-4, RSET comes next
+            try:
+                chunk = next(rest)
+            except Exception as exc:
+                # Chunks without LAST were sent: the next transaction's RSET
+                # discards them, so nothing is delivered.
+                tx.fail(_body_error(exc))
+                return
+
+    def _data(self, tx: _Tx, body: Iterator[bytes]) -> None:
+        self._command(Command("DATA"), tx.on_data)
+        self._settle()  # DATA ends a group (RFC 2920 §3.1)
+        if not tx.go_ahead:
+            return  # RFC 5321 §3.3: no content without 354
+        enc = DataEncoder()
+        if tx.error is None:
+            # R-2920-3.1-4: with every recipient refused only the terminator goes.
+            try:
+                for raw in body:
+                    self._content(enc.feed(raw))
+            except Exception as exc:
+                tx.fail(_body_error(exc))
+                # A partial body can only be abandoned by closing the connection:
+                # a terminator now would deliver a truncated message.
+                raise ConnectError(
+                    f"the connection to {self.wire.peer} was closed because a message body "
+                    f"failed half-way ({exc}); later messages were not sent"
+                ) from exc
+        self._content(enc.finish())
+        tx.size = enc.body_octets
+        self.wire.log_content(tx.size)
+        self.wire.conn.end_data()
+        self._due.append(tx.on_final("DATA"))
+        self._unwritten += 1
+        # The reply to the terminator ends a real transaction either way, so the
+        # next envelope may follow in the same write (RFC 2920 §3.1). After a
+        # bare terminator (nothing accepted) RSET comes first (R-2920-3.1-4).
+        tx.over = tx.error is None
+        self._boundary()
+
+    def _content(self, data: bytes) -> None:
+        self._flight += data
+        if len(self._flight) >= _FLIGHT_BYTES:
+            self._write()
+
+    # ---------------------------------------------------------------- failure
+
+    def abort(self, txs: Sequence[_Tx], cause: SMTPSecError) -> None:
+        """The connection is unusable: close it; unsettled messages were not sent."""
+        self.wire.conn.close()
+        self.wire.transport.close()
+        first = True
+        for tx in txs:
+            if tx.settled:
+                continue
+            if first:
+                tx.error, first = cause, False
+                continue
+            tx.error = ConnectError(
+                f"not sent: the connection failed before this message was accepted ({cause}); "
+                "send it again on a new connection"
+            )
+            tx.error.__cause__ = cause
 
 
 def run_transactions(
@@ -171,243 +437,42 @@ def run_transactions(
 ) -> tuple[list[SendResult | SMTPSecError], bool]:
     """Send ``messages`` on an open, authenticated session.
 
+    Per-message failures (refusals, capability checks, unreadable bodies) and
+    connection failures alike are returned as outcomes; after a connection
+    failure ``wire.conn`` is closed, and the first unsettled message carries
+    the cause while the rest carry a :class:`ConnectError` chained to it.
+
+    Args:
+        wire: the session's wire (after EHLO/AUTH).
+        ext: the extensions of the post-TLS EHLO.
+        messages: the prepared messages, in order.
+        opts: ESMTP options for every message.
+        needs_rset: a previous transaction may still be open on the server.
+
     Returns:
         One outcome per message (a result, or the error for that message), and
         whether the server side may still hold an open transaction (RSET needed).
-
-    Raises:
-        SMTPSecError: only for failures that end the connection before any
-            outcome could be recorded; per-message failures are returned.
     """
     txs: list[_Tx] = []
-    outcomes: list[SendResult | SMTPSecError] = []
-    rcpt_params = _rcpt_params(ext, opts)
     for msg in messages:
         try:
-            mail = Command("MAIL", msg.sender, _mail_params(msg, ext, opts))
+            body, mail, rcpts = plan_envelope(msg, ext, opts)
         except SMTPSecError as exc:
-            txs.append(_Tx(msg, Command("MAIL"), [], error=exc))
-            continue
-        rcpts = [Command("RCPT", r, rcpt_params) for r in msg.recipients]
-        txs.append(_Tx(msg, mail, rcpts))
-    pipelining = "PIPELINING" in ext
-    chunking = "CHUNKING" in ext
+            txs.append(_Tx(msg, error=exc))
+        else:
+            txs.append(_Tx(body, mail, rcpts))
+    engine = _Engine(wire, ext, needs_rset=needs_rset)
     try:
-        if pipelining and chunking:
-            needs_rset = _pipelined_bdat(wire, txs, needs_rset)
-        else:
-            for tx in txs:
-                if tx.error is None:
-                    needs_rset = _one_by_one(wire, tx, needs_rset, pipelining, chunking)
-    except (ConnectError, DeadlineError, SMTPSecError) as exc:
-        wire.conn.close()
-        for tx in txs:
-            if tx.result is None and tx.error is None:
-                tx.error = ConnectError(
-                    f"not sent: the connection failed before this message was accepted ({exc})"
-                )
-                tx.error.__cause__ = exc
-        if len(txs) == 1:
-            raise
+        engine.run(txs)
+    except SMTPSecError as exc:
+        engine.abort(txs, exc)
+    except BaseException:
+        engine.wire.conn.close()
+        engine.wire.transport.close()
+        raise
+    outcomes: list[SendResult | SMTPSecError] = []
     for tx in txs:
-        outcomes.append(tx.result if tx.result is not None else tx.error)  # type: ignore[arg-type]
-    return outcomes, needs_rset
-
-
-def _record_envelope(tx: _Tx, replies: Iterator[Reply]) -> None:
-    mail = next(replies)
-    tx.sender_ok = mail.is_success
-    if not mail.is_success:
-        tx.error = SenderRefused(
-            f"the server refused sender {tx.msg.sender!r}: {mail.code} {mail.text}",
-            code=mail.code,
-            enhanced_status=_enh(mail),
-            text=mail.text,
-            sender=tx.msg.sender,
-        )
-    for rcpt in tx.msg.recipients:
-        reply = next(replies)
-        if reply.is_success:
-            tx.accepted.append(rcpt)
-        else:
-            tx.refused[rcpt] = RecipientRefusal(reply.code, _enh(reply), reply.text)
-    if tx.error is None and not tx.accepted:
-        first = next(iter(tx.refused.values()))
-        tx.error = RecipientsRefused(
-            f"the server refused every recipient ({len(tx.refused)}); the message was not sent: "
-            + "; ".join(f"{r}: {v.code} {v.text}" for r, v in tx.refused.items()),
-            code=first.code,
-            enhanced_status=first.enhanced_status,
-            text=first.text,
-            refused={r: (v.code, v.enhanced_status, v.text) for r, v in tx.refused.items()},
-        )
-
-
-def _finish(tx: _Tx, reply: Reply, method: str) -> None:
-    if tx.error is not None:
-        return
-    if reply.is_success:
-        tx.result = SendResult(
-            sender=tx.msg.sender,
-            accepted=tuple(tx.accepted),
-            refused=dict(tx.refused),
-            code=reply.code,
-            enhanced_status=_enh(reply),
-            text=reply.text,
-            size=tx.size,
-            method=method,
-        )
-    else:
-        tx.error = ReplyError(
-            f"the server did not accept the message: {reply.code} {reply.text}"
-            + (" (temporary: try again later)" if reply.is_transient else ""),
-            code=reply.code,
-            enhanced_status=_enh(reply),
-            text=reply.text,
-        )
-
-
-def _bdat_chunks(tx: _Tx, size: int) -> Iterator[tuple[bytes, bool]]:
-    """Normalised body in chunks of about ``size``, with a 'last' flag (one lookahead)."""
-    enc = BdatEncoder()
-    buf = bytearray()
-    pending: bytes | None = None
-    for raw in tx.msg.chunks():
-        buf += enc.feed(raw)
-        while len(buf) >= size:
-            if pending is not None:
-                yield pending, False
-            pending, buf = bytes(buf[:size]), buf[size:]
-    buf += enc.finish()
-    if pending is not None:
-        if buf:
-            yield pending, False
-            pending = bytes(buf)
-        yield pending, True
-    else:
-        yield bytes(buf), True
-
-
-def _pipelined_bdat(wire: Wire, txs: list[_Tx], needs_rset: bool) -> bool:
-    """PIPELINING + CHUNKING: whole transactions, many messages, in few flights."""
-    flight = bytearray()
-    expected: list[tuple[_Tx | None, int]] = []  # (tx, replies) in order; None for RSET
-
-    def flush() -> None:
-        wire.write(bytes(flight))
-        flight.clear()
-        replies = iter([r.reply for r in wire.read(sum(n for _tx, n in expected))])
-        for tx, _n in expected:
-            if tx is None:
-                next(replies)
-                continue
-            _record_envelope(tx, replies)
-            _finish(tx, next(replies), "BDAT")
-        expected.clear()
-
-    for tx in (t for t in txs if t.error is None):
-        if tx.msg.size is None or tx.msg.size > _INLINE_BODY:
-            if expected:
-                flush()
-            _stream_bdat(wire, tx, needs_rset)
-        else:
-            if needs_rset:
-                flight += wire.queue(Command("RSET"))
-                expected.append((None, 1))
-            ((data, _last),) = _bdat_chunks(tx, _INLINE_BODY + 2)
-            flight += wire.queue(tx.mail, *tx.rcpts, Command("BDAT", f"{len(data)} LAST"))
-            flight += data
-            tx.size = len(data)
-            expected.append((tx, 2 + len(tx.rcpts)))
-            if len(flight) >= _FLIGHT_BYTES or sum(n for _t, n in expected) >= _FLIGHT_COMMANDS:
-                flush()
-        # Every later transaction starts with RSET: if this one fails half-way the
-        # next one still begins from a clean state, at no extra round trip.
-        needs_rset = True
-    if expected:
-        flush()
-    return any(tx.result is None for tx in txs)
-
-
-def _stream_bdat(wire: Wire, tx: _Tx, needs_rset: bool) -> None:
-    """A large or unsized body: envelope + first chunk in one write, then a window of chunks."""
-    head = [Command("RSET")] if needs_rset else []
-    chunks = _bdat_chunks(tx, _BDAT_CHUNK)
-    data, last = next(chunks)
-    wire.write(
-        wire.queue(*head, tx.mail, *tx.rcpts, Command("BDAT", f"{len(data)}{' LAST' * last}"))
-        + data
-    )
-    tx.size = len(data)
-    replies = [r.reply for r in wire.read(len(head) + 1 + len(tx.rcpts))]
-    _record_envelope(tx, iter(replies[len(head) :]))
-    outstanding = 1
-    failed: Reply | None = None
-    while not last and tx.error is None and failed is None:
-        data, last = next(chunks)
-        wire.send(Command("BDAT", f"{len(data)}{' LAST' * last}"))
-        wire.body(data)
-        tx.size += len(data)
-        outstanding += 1
-        if outstanding > _BDAT_WINDOW:
-            reply = wire.read(1)[0].reply
-            outstanding -= 1
-            if not reply.is_success:
-                failed = reply  # R-3030-2-4: no further chunks after a failure
-    final = [r.reply for r in wire.read(outstanding)]
-    failed = failed or next((r for r in final if not r.is_success), None)
-    _finish(tx, failed or final[-1], "BDAT")
-
-
-def _one_by_one(wire: Wire, tx: _Tx, needs_rset: bool, pipelining: bool, chunking: bool) -> bool:
-    """One transaction: pipelined envelope when allowed, else lock-step."""
-    if needs_rset:
-        wire.send(Command("RSET"))
-        wire.read(1)
-    envelope = [tx.mail, *tx.rcpts]
-    method = "BDAT" if chunking else "DATA"
-    if pipelining and not chunking:
-        wire.send(*envelope, Command("DATA"))
-        replies = [r.reply for r in wire.read(len(envelope) + 1)]
-        _record_envelope(tx, iter(replies))
-        data_reply = replies[-1]
-    else:
-        replies = []
-        for command in envelope:
-            reply = wire.one(command)
-            replies.append(reply)
-            if command is tx.mail and not reply.is_success:
-                break
-        if len(replies) < len(envelope):
-            _record_envelope(tx, iter(replies + [replies[0]] * len(tx.rcpts)))
-            return True
-        _record_envelope(tx, iter(replies))
-        if tx.error is not None:
-            return True
-        if chunking:
-            for data, last in _bdat_chunks(tx, _BDAT_CHUNK):
-                wire.send(Command("BDAT", f"{len(data)}{' LAST' if last else ''}"))
-                wire.body(data)
-                tx.size += len(data)
-                reply = wire.read(1)[0].reply
-                if not reply.is_success or last:
-                    _finish(tx, reply, method)
-                    return tx.result is None
-            return True  # pragma: no cover - the generator always ends with last=True
-        data_reply = wire.one(Command("DATA"))
-    if data_reply.code != 354:
-        if tx.error is None:
-            _finish(tx, data_reply, method)
-        return True
-    if wire.conn.state is not State.DATA:  # pragma: no cover - state table guarantees it
-        raise ConnectError("internal error: 354 without DATA state")
-    enc = DataEncoder()
-    if tx.error is None:
-        for raw in tx.msg.chunks():
-            wire.body(enc.feed(raw))
-        tx.size = enc.body_octets
-    # R-2920-3.1-4: with no accepted recipient only the terminator goes out.
-    wire.body(enc.finish())
-    wire.conn.end_data()
-    _finish(tx, wire.read(1)[0].reply, method)
-    return tx.result is None
+        outcome = tx.result if tx.result is not None else tx.error
+        assert outcome is not None
+        outcomes.append(outcome)
+    return outcomes, engine.needs_rset

@@ -1,4 +1,5 @@
-"""Drives a sans-I/O ClientConnection over a Transport: writes, whole-reply deadlines, transcript."""
+"""Drives a sans-I/O ClientConnection over a Transport: writes, whole-reply deadlines,
+transcript."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from .errors import ConnectError, RemoteProtocolError
 from .errors import TimeoutError as DeadlineError
-from .sansio import ClientConnection, Command, Reply, Response
+from .sansio import ClientConnection, Command, Reply, Response, State
 from .transports import Transport
 
 __all__ = ["Wire"]
@@ -24,6 +25,11 @@ class Wire:
         timeout: seconds allowed for each *whole* reply (a dripping server cannot
             stretch it) and for each write.
         peer: ``host:port`` for messages.
+
+    Attributes:
+        writes: how many writes (flights) went to the transport; with
+            :attr:`reads`, lets tests and benchmarks count round trips.
+        reads: how many reads the transport answered.
     """
 
     def __init__(
@@ -34,6 +40,8 @@ class Wire:
         self.timeout = timeout
         self.peer = peer
         self._ready: list[Response] = []
+        self.writes = 0
+        self.reads = 0
 
     def queue(self, *commands: Command) -> bytes:
         """Encode ``commands`` (validated by the state table) without writing them."""
@@ -47,22 +55,41 @@ class Wire:
     def write(self, data: bytes) -> None:
         """Write bytes (commands and/or body) in one call."""
         if data:
+            self.writes += 1
             self.transport.write(data, timeout=self.timeout)
 
     def send(self, *commands: Command) -> None:
         """Encode and write ``commands`` in one write (a pipelined group)."""
         self.write(self.queue(*commands))
 
+    def log_content(self, octets: int) -> None:
+        """Note in the transcript that message content went out (size only, never content)."""
+        if transcript.isEnabledFor(logging.DEBUG):
+            transcript.debug("C: <message content, %d octets>", octets)
+
     def body(self, data: bytes) -> None:
         """Write message content (logged by size only, never by content)."""
         if data:
-            if transcript.isEnabledFor(logging.DEBUG):
-                transcript.debug("C: <message content, %d octets>", len(data))
-            self.transport.write(data, timeout=self.timeout)
+            self.log_content(len(data))
+            self.write(data)
 
     def read(self, count: int = 1) -> list[Response]:
-        """Read until ``count`` responses are complete; each gets its own deadline."""
+        """Read until ``count`` responses are complete; each gets its own deadline.
+
+        Raises:
+            ConnectError: the connection closed (or the server said 421, RFC 5321
+                §3.8) before ``count`` replies arrived; nothing more can come.
+            TimeoutError: a reply did not complete in time.
+            RemoteProtocolError: a malformed or unsolicited reply.
+        """
         while len(self._ready) < count:
+            if self.conn.state is State.CLOSED:
+                last = self._ready[-1].reply if self._ready else None
+                why = f" ({last.code} {last.text})" if last is not None else ""
+                raise ConnectError(
+                    f"{self.peer} closed the connection{why} while replies were still due; "
+                    "the command(s) in flight were not carried out"
+                )
             deadline = time.monotonic() + self.timeout
             before = len(self._ready)
             while len(self._ready) == before:
@@ -74,6 +101,7 @@ class Wire:
                         "is just slow)"
                     )
                 data = self.transport.read(timeout=remaining)
+                self.reads += 1
                 if not data:
                     self.conn.close()
                     raise ConnectError(

@@ -202,14 +202,6 @@ class ClientConnection:
         self._projected = nxt
         return data
 
-    def send_body(self, data: bytes) -> bytes:
-        """Pass body bytes through while in DATA state (already encoded by DataEncoder)."""
-        if self._state is not State.DATA:
-            raise LocalProtocolError(
-                "message content may only follow a 354 reply to DATA (RFC 5321 §3.3)"
-            )
-        return data
-
     def end_data(self) -> None:
         """Record that the body terminator was sent: one more reply is due."""
         if self._state is not State.DATA:
@@ -367,12 +359,13 @@ class ClientConnection:
             return
         if verb == "BDAT" and not _is_last_chunk(command):
             return
+        before = self._state
         try:
-            self._state = self._lookup(self._state, verb)
+            self._state = self._lookup(before, verb)
         except LocalProtocolError:
             self._state = self._projected = State.CLOSED
             raise RemoteProtocolError(
-                f"the server accepted {verb} out of sequence (state {self._state.value}); "
+                f"the server accepted {verb} out of sequence (state {before.value}); "
                 "the dialogue is out of step, connection closed"
             ) from None
 
