@@ -25,6 +25,7 @@ from ._cli_probe_tls import (
     classify_handshake_error,
     inspection_context,
 )
+from ._io import run_sync
 from ._wire import Wire
 from .errors import (
     CertificateError,
@@ -174,7 +175,7 @@ def _handshake(
 
 
 def _ehlo(wire: Wire) -> Extensions:
-    reply = wire.one(Command("EHLO", ehlo_name(None)))
+    reply = run_sync(wire.one(Command("EHLO", ehlo_name(None))))
     extensions = wire.conn.extensions
     if reply.code != 250 or extensions is None:
         raise RemoteProtocolError(f"{wire.peer} refused EHLO: {reply.code} {reply.text}")
@@ -255,7 +256,7 @@ def _converse(
             return
     conn = ClientConnection(tls_active=transport.tls is not None, require_tls=True)
     wire = Wire(transport, conn, timeout=timeout, peer=f"{host}:{port}")
-    notes.greeting = greeting = wire.read(1)[0].reply
+    notes.greeting = greeting = run_sync(wire.read(1))[0].reply
     if greeting.code != 220:
         raise RemoteProtocolError(f"{wire.peer} greeted with {greeting.code} {greeting.text}")
     extensions = _ehlo(wire)
@@ -266,7 +267,7 @@ def _converse(
                 f"{wire.peer} does not offer STARTTLS: a client that requires TLS cannot use "
                 "this port, and one that does not sends everything in cleartext"
             )
-        reply = wire.one(Command("STARTTLS"))
+        reply = run_sync(wire.one(Command("STARTTLS")))
         if reply.code != 220:
             raise TLSUnavailableError(f"{wire.peer} refused STARTTLS: {reply.code} {reply.text}")
         if conn.injected_data or transport.pending_plaintext():
@@ -286,7 +287,7 @@ def _converse(
         extensions = _ehlo(wire)
     notes.after_tls = extensions
     with contextlib.suppress(SMTPSecError):
-        wire.one(Command("QUIT"))
+        run_sync(wire.one(Command("QUIT")))
 
 
 # --------------------------------------------------------------------------- ports

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from . import auth as sasl
+from ._io import IO, call
 from ._wire import Wire
 from .discovery import Endpoint
 from .errors import (
     AuthenticationError,
     CapabilityError,
+    ConnectError,
+    InsecureConfigurationWarning,
+    InvalidArgumentError,
     PolicyError,
     RemoteProtocolError,
     ReplyError,
@@ -25,16 +31,120 @@ from .errors import (
 from .errors import TimeoutError as DeadlineError
 from .guard import Guard
 from .identity import ReferenceIdentity, check_certificate_identity
-from .policy import Attempt, Plan, Policy, Security
+from .policy import Attempt, Plan, Policy, Security, is_loopback, select_plan
 from .report import SecurityReport
-from .sansio import ClientConnection, Command, Extensions
+from .sansio import ClientConnection, Command, Extensions, State, ehlo_name
 from .tls import TLSInfo, build_context, translate_ssl_error
 from .transports import Transport
 
 if TYPE_CHECKING:
-    from .client import Session, TokenSource
+    from .client import TokenSource
 
-__all__ = ["endpoint_setup", "establish"]
+__all__ = ["Established", "Recipe", "endpoint_setup", "establish"]
+
+#: States in which QUIT cannot (or need not) be sent.
+_NO_QUIT: Final = frozenset({State.CLOSED, State.TLS_PENDING, State.GREETING})
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """A session that passed every checkpoint: what a Session is built from."""
+
+    wire: Wire
+    guard: Guard
+    report: SecurityReport
+    extensions: Extensions
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """Everything :func:`smtpsec.connect` decides before any I/O (shared with smtpsec.aio)."""
+
+    host: str
+    plan: Plan
+    policy: Policy
+    helo: str
+    timeout: float
+    identity: ReferenceIdentity | None = None
+    username: str | None = None
+    password: str | None = None
+    mechanism: str | None = None
+    token: TokenSource | None = None
+
+    @classmethod
+    def prepare(
+        cls,
+        host: str | Endpoint,
+        port: int | None,
+        *,
+        security: Security,
+        username: str | None,
+        password: str | None,
+        auth: str | None,
+        token: TokenSource | None,
+        policy: Policy | None,
+        timeout: float,
+        local_hostname: str | None,
+        confirmed_target: bool,
+    ) -> Recipe:
+        """Validate the arguments of ``connect()`` and choose the plan (pure)."""
+        policy = policy or Policy()
+        identity: ReferenceIdentity | None = None
+        if isinstance(host, Endpoint):
+            host, port, security, identity = endpoint_setup(
+                host, port, security, policy, confirmed_target=confirmed_target
+            )
+        if password is not None and username is None:
+            raise InvalidArgumentError("password= needs username=")
+        plan = select_plan(host, port, security)
+        helo = ehlo_name(local_hostname)
+        if security is Security.PLAINTEXT and not is_loopback(host):
+            warnings.warn(
+                f"Security.PLAINTEXT to {host}: everything, including the message, travels "
+                "in cleartext (RFC 8314 §4.1); use Security.AUTO",
+                InsecureConfigurationWarning,
+                stacklevel=3,
+            )
+        return cls(host, plan, policy, helo, timeout, identity, username, password, auth, token)
+
+    def guard(self, attempt: Attempt) -> Guard:
+        """The guard for one attempt, after its pre-connection check."""
+        guard = Guard(self.policy, attempt, self.host, user=self.username or "")
+        guard.before_connect()
+        return guard
+
+    def unreachable(self, attempt: Attempt, exc: SMTPSecError, failures: list[str]) -> None:
+        """Record a port that could not be reached; raise when it was the last one.
+
+        Only an unreachable port moves on to the next attempt, never a security
+        failure (no downgrade).
+        """
+        failures.append(str(exc))
+        if attempt is not self.plan.attempts[-1]:
+            return
+        if len(failures) > 1:
+            raise ConnectError(
+                "could not reach any submission port: " + " | ".join(failures)
+            ) from exc
+        raise exc
+
+    def establish(self, transport: Transport, attempt: Attempt, guard: Guard) -> IO[Established]:
+        """The set-up dialogue for ``attempt`` over ``transport``."""
+        return establish(
+            transport,
+            host=self.host,
+            plan=self.plan,
+            attempt=attempt,
+            guard=guard,
+            policy=self.policy,
+            timeout=self.timeout,
+            helo=self.helo,
+            username=self.username,
+            password=self.password,
+            mechanism=self.mechanism,
+            token=self.token,
+            identity=self.identity,
+        )
 
 
 def establish(
@@ -52,10 +162,11 @@ def establish(
     mechanism: str | None = None,
     token: TokenSource | None = None,
     identity: ReferenceIdentity | None = None,
-) -> Session:
+) -> IO[Established]:
     """Run greeting, TLS, EHLO and AUTH over an already-open ``transport``.
 
-    Public for tests and custom transports (e.g. :class:`~smtpsec.transports.MemoryTransport`).
+    A generator of I/O requests: :func:`smtpsec._io.run_sync` drives it over a
+    blocking transport, :func:`smtpsec._io.run_async` over an asyncio one.
     """
     context: ssl.SSLContext | None = None
     peer = f"{host}:{attempt.port}"
@@ -72,7 +183,7 @@ def establish(
                 verify_identity = partial(check_certificate_identity, ref=identity)
         if attempt.tls == "implicit":
             assert context is not None
-            transport = _handshake(
+            transport = yield from _handshake(
                 transport, context, host, attempt, timeout, implicit=True, verify=verify_identity
             )
             pinned = guard.after_handshake(_tls(transport))
@@ -81,19 +192,19 @@ def establish(
             require_tls=attempt.tls in ("implicit", "starttls"),
         )
         wire = Wire(transport, conn, timeout=timeout, peer=peer)
-        _greeting(wire, guard, attempt)
-        extensions = _ehlo(wire, helo)
+        yield from _greeting(wire, guard, attempt)
+        extensions = yield from _ehlo(wire, helo)
         if guard.after_ehlo(extensions, tls=transport.tls is not None):
             assert context is not None
-            guard.after_starttls_reply(wire.one(Command("STARTTLS")))
-            _check_injection(wire)
-            transport = _handshake(
+            guard.after_starttls_reply((yield from wire.one(Command("STARTTLS"))))
+            yield from _check_injection(wire)
+            transport = yield from _handshake(
                 transport, context, host, attempt, timeout, implicit=False, verify=verify_identity
             )
             wire.transport = transport
             conn.tls_started()
             pinned = guard.after_handshake(_tls(transport))
-            extensions = _ehlo(wire, helo)
+            extensions = yield from _ehlo(wire, helo)
         info = transport.tls
         if info is not None and info.verified and policy.memory is not None:
             policy.memory.record(
@@ -107,7 +218,7 @@ def establish(
         )
         if username is not None or token is not None or (external and info is not None):
             guard.before_auth(info)
-            used_mech = _authenticate(
+            used_mech = yield from _authenticate(
                 wire,
                 extensions,
                 username,
@@ -117,7 +228,7 @@ def establish(
                 policy.client_cert is not None,
             )
     except BaseException:
-        _quit_quietly(transport, wire)
+        yield from _quit_quietly(transport, wire)
         raise
     report = SecurityReport(
         security=plan.security,
@@ -134,9 +245,7 @@ def establish(
         authenticated_as=username if used_mech else None,
         mechanism=used_mech,
     )
-    from .client import Session
-
-    return Session(wire, guard, report, extensions)
+    return Established(wire, guard, report, extensions)
 
 
 def endpoint_setup(
@@ -185,19 +294,25 @@ def _handshake(
     *,
     implicit: bool,
     verify: Callable[[bytes], object] | None,
-) -> Transport:
+) -> IO[Transport]:
     try:
-        return transport.start_tls(
-            context, server_hostname=host, timeout=timeout, verify_identity=verify
+        tls: Transport = yield from call(
+            transport,
+            "start_tls",
+            context,
+            server_hostname=host,
+            timeout=timeout,
+            verify_identity=verify,
         )
     except ssl.SSLError as exc:
-        transport.close()
+        yield from call(transport, "close")
         raise translate_ssl_error(exc, host=host, port=attempt.port, implicit=implicit) from exc
+    return tls
 
 
-def _greeting(wire: Wire, guard: Guard, attempt: Attempt) -> None:
+def _greeting(wire: Wire, guard: Guard, attempt: Attempt) -> IO[None]:
     try:
-        (greeting,) = wire.read(1)
+        (greeting,) = yield from wire.read(1)
     except RemoteProtocolError as exc:
         if attempt.tls in ("starttls", "opportunistic", "none"):
             raise RemoteProtocolError(
@@ -215,8 +330,8 @@ def _greeting(wire: Wire, guard: Guard, attempt: Attempt) -> None:
     guard.after_greeting(greeting.reply, tls=wire.transport.tls is not None)
 
 
-def _ehlo(wire: Wire, helo: str) -> Extensions:
-    reply = wire.one(Command("EHLO", helo))
+def _ehlo(wire: Wire, helo: str) -> IO[Extensions]:
+    reply = yield from wire.one(Command("EHLO", helo))
     if reply.code != 250:
         # No HELO fallback: HELO cannot carry STARTTLS (R-LIB-HELO-1).
         raise ReplyError(
@@ -231,8 +346,9 @@ def _ehlo(wire: Wire, helo: str) -> Extensions:
     return extensions
 
 
-def _check_injection(wire: Wire) -> None:
-    if wire.conn.injected_data or wire.transport.pending_plaintext():
+def _check_injection(wire: Wire) -> IO[None]:
+    pending: bytes = yield from call(wire.transport, "pending_plaintext")
+    if wire.conn.injected_data or pending:
         raise ResponseInjectionError(
             f"{wire.peer} (or an attacker in the path) sent data after the 220 reply to "
             "STARTTLS and before the TLS handshake; the connection was aborted "
@@ -248,7 +364,7 @@ def _authenticate(
     token: TokenSource | None,
     explicit: str | None,
     client_cert: bool,
-) -> str:
+) -> IO[str]:
     offered = extensions.auth_mechanisms
     if not offered:
         raise CapabilityError(
@@ -264,7 +380,7 @@ def _authenticate(
     )
     # "AUTH NAME [initial-response]"; the IR is left out when the line would be too long.
     arg = sasl.auth_command(mech).removeprefix("AUTH ")
-    reply = wire.one(Command("AUTH", arg, redact=True))
+    reply = yield from wire.one(Command("AUTH", arg, redact=True))
     first = True
     while reply.code == 334:
         first = False
@@ -272,9 +388,9 @@ def _authenticate(
         try:
             response = mech.respond(sasl.decode_challenge(raw))
         except SMTPSecError:
-            wire.one(Command("", "*"))  # R-4954-4-2: cancel, then fail
+            yield from wire.one(Command("", "*"))  # R-4954-4-2: cancel, then fail
             raise
-        reply = wire.one(Command("", sasl.encode_response(response), redact=True))
+        reply = yield from wire.one(Command("", sasl.encode_response(response), redact=True))
     if reply.code == 235:
         mech.verify_success(sasl.decode_success_data(reply.lines[0] if reply.lines else ""))
         return mech.name
@@ -295,21 +411,15 @@ def _authenticate(
     )
 
 
-def _quit_quietly(transport: Transport, wire: Wire | None) -> None:
+def _quit_quietly(transport: Transport, wire: Wire | None) -> IO[None]:
     # Every failure sends QUIT if the channel is usable (never mid-handshake), then closes.
-    with contextlib.suppress(Exception):
-        if (
-            wire is not None
-            and wire.conn.awaiting == 0
-            and wire.conn.state.value
-            not in (
-                "closed",
-                "tls-pending",
-                "greeting",
-            )
-        ):
-            wire.timeout = min(wire.timeout, 2.0)
-            wire.one(Command("QUIT"))
-    transport.close()
-    if wire is not None:
-        wire.transport.close()
+    if wire is not None and wire.conn.awaiting == 0 and wire.conn.state not in _NO_QUIT:
+        wire.timeout = min(wire.timeout, 2.0)
+        with contextlib.suppress(Exception):  # best effort: the original error matters
+            yield from wire.one(Command("QUIT"))
+    closing = [transport]
+    if wire is not None and wire.transport is not transport:
+        closing.append(wire.transport)
+    for target in closing:
+        with contextlib.suppress(Exception):  # closing a broken transport may fail too
+            yield from call(target, "close")

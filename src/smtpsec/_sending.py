@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ._envelope import RecipientRefusal, SendOptions, SendResult, plan_envelope
+from ._io import IO
 from ._message import PreparedMessage
 from ._wire import Wire
 from .errors import (
@@ -222,27 +223,28 @@ class _Engine:
         self._due.append(handler)
         self._unwritten += 1
 
-    def _boundary(self) -> None:
+    def _boundary(self) -> IO[None]:
         """Settle now in lock-step mode, or when the flight reached its bounds."""
         if (
             not self.pipelining
             or self._unwritten >= _FLIGHT_COMMANDS
             or len(self._flight) >= _FLIGHT_BYTES
         ):
-            self._settle()
+            yield from self._settle()
 
-    def _write(self) -> None:
+    def _write(self) -> IO[None]:
         if self._flight:
-            self.wire.write(bytes(self._flight))
+            yield from self.wire.write(bytes(self._flight))
             self._flight.clear()
         self._unwritten = 0
 
-    def _settle(self, keep: int = 0) -> None:
+    def _settle(self, keep: int = 0) -> IO[None]:
         """Write the flight, then handle replies until at most ``keep`` are due."""
-        self._write()
+        yield from self._write()
         while len(self._due) > keep:
             handler = self._due.popleft()
-            reply = self.wire.read(1)[0].reply
+            (response,) = yield from self.wire.read(1)
+            reply = response.reply
             if reply.code == 421:
                 # RFC 5321 §3.8: the server is closing the channel.
                 raise ReplyError(
@@ -270,13 +272,13 @@ class _Engine:
             return False
         return not isinstance(prev.error, SenderRefused)  # a refused MAIL opens nothing
 
-    def run(self, txs: Sequence[_Tx]) -> None:
+    def run(self, txs: Sequence[_Tx]) -> IO[None]:
         for tx in txs:
             if tx.error is None:
-                self._transaction(tx)
-        self._settle()
+                yield from self._transaction(tx)
+        yield from self._settle()
 
-    def _transaction(self, tx: _Tx) -> None:
+    def _transaction(self, tx: _Tx) -> IO[None]:
         assert tx.mail is not None
         inline: bytes | None = None
         chunks: Iterator[tuple[bytes, bool]] | None = None
@@ -298,26 +300,26 @@ class _Engine:
             return
         if self.needs_rset:
             self._command(Command("RSET"), _ignore)
-            self._boundary()
+            yield from self._boundary()
         self._previous = tx
         self._command(tx.mail, tx.on_mail)
-        self._boundary()
+        yield from self._boundary()
         if tx.failed():
             return
         for index, rcpt in enumerate(tx.rcpts):
             self._command(rcpt, tx.on_rcpt(rcpt.argument, index == len(tx.rcpts) - 1))
-            self._boundary()
+            yield from self._boundary()
             if tx.failed():
                 return
         if inline is not None:
             tx.size = len(inline)
             self._command(Command("BDAT", f"{len(inline)} LAST"), tx.on_final("BDAT"), inline)
-            self._boundary()
+            yield from self._boundary()
         elif chunks is not None and first is not None:
-            self._stream_bdat(tx, first, chunks)
+            yield from self._stream_bdat(tx, first, chunks)
         else:
             assert raw is not None
-            self._data(tx, raw)
+            yield from self._data(tx, raw)
 
     @staticmethod
     def _bdat_chunks(
@@ -348,7 +350,7 @@ class _Engine:
 
     def _stream_bdat(
         self, tx: _Tx, chunk: tuple[bytes, bool], rest: Iterator[tuple[bytes, bool]]
-    ) -> None:
+    ) -> IO[None]:
         """A large or unsized body: chunk after chunk, a few replies outstanding."""
         while True:
             data, last = chunk
@@ -358,9 +360,9 @@ class _Engine:
                 Command("BDAT", f"{len(data)} LAST" if last else str(len(data))), handler, data
             )
             if last:
-                self._boundary()
+                yield from self._boundary()
                 return
-            self._settle(keep=_BDAT_WINDOW if self.pipelining else 0)
+            yield from self._settle(keep=_BDAT_WINDOW if self.pipelining else 0)
             if tx.failed():
                 return  # refused envelope or chunk: R-3030-2-4, RSET comes next
             try:
@@ -371,9 +373,9 @@ class _Engine:
                 tx.fail(_body_error(exc))
                 return
 
-    def _data(self, tx: _Tx, body: Iterator[bytes]) -> None:
+    def _data(self, tx: _Tx, body: Iterator[bytes]) -> IO[None]:
         self._command(Command("DATA"), tx.on_data)
-        self._settle()  # DATA ends a group (RFC 2920 §3.1)
+        yield from self._settle()  # DATA ends a group (RFC 2920 §3.1)
         if not tx.go_ahead:
             return  # RFC 5321 §3.3: no content without 354
         enc = DataEncoder()
@@ -381,7 +383,7 @@ class _Engine:
             # R-2920-3.1-4: with every recipient refused only the terminator goes.
             try:
                 for raw in body:
-                    self._content(enc.feed(raw))
+                    yield from self._content(enc.feed(raw))
             except Exception as exc:
                 tx.fail(_body_error(exc))
                 # A partial body can only be abandoned by closing the connection:
@@ -390,7 +392,7 @@ class _Engine:
                     f"the connection to {self.wire.peer} was closed because a message body "
                     f"failed half-way ({exc}); later messages were not sent"
                 ) from exc
-        self._content(enc.finish())
+        yield from self._content(enc.finish())
         tx.size = enc.body_octets
         self.wire.log_content(tx.size)
         self.wire.conn.end_data()
@@ -400,19 +402,18 @@ class _Engine:
         # next envelope may follow in the same write (RFC 2920 §3.1). After a
         # bare terminator (nothing accepted) RSET comes first (R-2920-3.1-4).
         tx.over = tx.error is None
-        self._boundary()
+        yield from self._boundary()
 
-    def _content(self, data: bytes) -> None:
+    def _content(self, data: bytes) -> IO[None]:
         self._flight += data
         if len(self._flight) >= _FLIGHT_BYTES:
-            self._write()
+            yield from self._write()
 
     # ---------------------------------------------------------------- failure
 
-    def abort(self, txs: Sequence[_Tx], cause: SMTPSecError) -> None:
+    def abort(self, txs: Sequence[_Tx], cause: SMTPSecError) -> IO[None]:
         """The connection is unusable: close it; unsettled messages were not sent."""
-        self.wire.conn.close()
-        self.wire.transport.close()
+        yield from self.wire.close()
         first = True
         for tx in txs:
             if tx.settled:
@@ -434,7 +435,7 @@ def run_transactions(
     opts: SendOptions,
     *,
     needs_rset: bool,
-) -> tuple[list[SendResult | SMTPSecError], bool]:
+) -> IO[tuple[list[SendResult | SMTPSecError], bool]]:
     """Send ``messages`` on an open, authenticated session.
 
     Per-message failures (refusals, capability checks, unreadable bodies) and
@@ -463,12 +464,11 @@ def run_transactions(
             txs.append(_Tx(body, mail, rcpts))
     engine = _Engine(wire, ext, needs_rset=needs_rset)
     try:
-        engine.run(txs)
+        yield from engine.run(txs)
     except SMTPSecError as exc:
-        engine.abort(txs, exc)
+        yield from engine.abort(txs, exc)
     except BaseException:
-        engine.wire.conn.close()
-        engine.wire.transport.close()
+        yield from engine.wire.close()
         raise
     outcomes: list[SendResult | SMTPSecError] = []
     for tx in txs:

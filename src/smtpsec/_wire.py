@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+from ._io import IO, call
 from .errors import ConnectError, RemoteProtocolError
 from .errors import TimeoutError as DeadlineError
 from .sansio import ClientConnection, Command, Reply, Response, State
@@ -52,28 +53,33 @@ class Wire:
                 transcript.debug("C: %s", command.loggable())
         return bytes(out)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> IO[None]:
         """Write bytes (commands and/or body) in one call."""
         if data:
             self.writes += 1
-            self.transport.write(data, timeout=self.timeout)
+            yield from call(self.transport, "write", data, timeout=self.timeout)
 
-    def send(self, *commands: Command) -> None:
+    def send(self, *commands: Command) -> IO[None]:
         """Encode and write ``commands`` in one write (a pipelined group)."""
-        self.write(self.queue(*commands))
+        yield from self.write(self.queue(*commands))
 
     def log_content(self, octets: int) -> None:
         """Note in the transcript that message content went out (size only, never content)."""
         if transcript.isEnabledFor(logging.DEBUG):
             transcript.debug("C: <message content, %d octets>", octets)
 
-    def body(self, data: bytes) -> None:
+    def body(self, data: bytes) -> IO[None]:
         """Write message content (logged by size only, never by content)."""
         if data:
             self.log_content(len(data))
-            self.write(data)
+            yield from self.write(data)
 
-    def read(self, count: int = 1) -> list[Response]:
+    def close(self) -> IO[None]:
+        """Close the transport (TLS close_notify first, where TLS is active)."""
+        self.conn.close()
+        yield from call(self.transport, "close")
+
+    def read(self, count: int = 1) -> IO[list[Response]]:
         """Read until ``count`` responses are complete; each gets its own deadline.
 
         Raises:
@@ -100,7 +106,7 @@ class Wire:
                         "the server is stuck or sending too slowly (raise timeout= if it "
                         "is just slow)"
                     )
-                data = self.transport.read(timeout=remaining)
+                data: bytes = yield from call(self.transport, "read", timeout=remaining)
                 self.reads += 1
                 if not data:
                     self.conn.close()
@@ -116,10 +122,11 @@ class Wire:
         out, self._ready = self._ready[:count], self._ready[count:]
         return out
 
-    def one(self, command: Command) -> Reply:
+    def one(self, command: Command) -> IO[Reply]:
         """Send one command and return its reply."""
-        self.send(command)
-        return self.read(1)[0].reply
+        yield from self.send(command)
+        (response,) = yield from self.read(1)
+        return response.reply
 
     def ensure_drained(self) -> None:
         """Fail if a reply arrived that no command asked for."""

@@ -7,50 +7,58 @@ checkpoint, authenticates, and hands mail to the transaction engine.
 from __future__ import annotations
 
 import contextlib
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 
-from ._establish import endpoint_setup, establish
-from ._message import MessageInput, prepare_message
+from ._establish import Established, Recipe
+from ._io import IO, run_sync
+from ._message import MessageInput, PreparedMessage, prepare_message
 from ._sending import SendOptions, SendResult, run_transactions
-from ._wire import Wire
 from .discovery import Endpoint
-from .errors import (
-    ConnectError,
-    InsecureConfigurationWarning,
-    InvalidArgumentError,
-    LocalProtocolError,
-    RemoteProtocolError,
-    SMTPSecError,
-)
+from .errors import ConnectError, LocalProtocolError, SMTPSecError
 from .errors import TimeoutError as DeadlineError
-from .guard import Guard
-from .identity import ReferenceIdentity
-from .policy import Policy, Security, is_loopback, select_plan
+from .policy import Policy, Security
 from .report import SecurityReport
-from .sansio import Command, Extensions, Reply, ehlo_name
-from .transports import SocketTransport, open_socket
+from .sansio import Command, Extensions, Reply, State
+from .transports import SocketTransport, Transport, open_socket
 
-__all__ = ["Session", "connect", "send"]
+__all__ = ["Outgoing", "Session", "SessionCore", "connect", "connect_transport", "send"]
 
 TokenSource = str | Callable[[], str]
 
 
-class Session:
-    """An open, checked SMTP submission session. Create it with :func:`connect`.
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for :meth:`Session.send_many` with its own envelope.
+
+    Attributes:
+        message: what :meth:`Session.send` accepts.
+        sender: envelope sender (default: from the message headers).
+        recipients: envelope recipients (default: To, Cc and Bcc).
+    """
+
+    message: MessageInput
+    sender: str | None = None
+    recipients: Iterable[str] | None = None
+
+
+class SessionCore:
+    """What the blocking and the asyncio sessions share: state and dialogue steps.
+
+    Each ``_..._steps`` method is a generator of I/O requests (see
+    :mod:`smtpsec._io`); :class:`Session` runs them blocking and
+    :class:`smtpsec.aio.AsyncSession` awaits them.
 
     Attributes:
         report: the :class:`~smtpsec.report.SecurityReport` of this session.
     """
 
-    def __init__(
-        self, wire: Wire, guard: Guard, report: SecurityReport, extensions: Extensions
-    ) -> None:
-        self._wire = wire
-        self._guard = guard
-        self.report = report
-        self._extensions = extensions
+    def __init__(self, established: Established) -> None:
+        self._wire = established.wire
+        self._guard = established.guard
+        self.report: SecurityReport = established.report
+        self._extensions = established.extensions
         self._needs_rset = False
         self._closed = False
 
@@ -61,8 +69,72 @@ class Session:
 
     @property
     def closed(self) -> bool:
-        """True after :meth:`close` or a fatal error."""
-        return self._closed
+        """True after ``close()`` or after an error that ended the connection."""
+        return self._closed or self._wire.conn.state is State.CLOSED
+
+    def _send_steps(
+        self, items: Iterable[MessageInput | Outgoing], options: SendOptions | None
+    ) -> IO[list[SendResult | SMTPSecError]]:
+        if self.closed:
+            raise LocalProtocolError("this session is closed; open a new one with connect()")
+        self._guard.before_mail(self._wire.transport.tls)
+        slots: list[SendResult | SMTPSecError | None] = []
+        ready: list[PreparedMessage] = []
+        for item in items:
+            if not isinstance(item, Outgoing):
+                item = Outgoing(item)
+            try:
+                ready.append(
+                    prepare_message(item.message, sender=item.sender, recipients=item.recipients)
+                )
+                slots.append(None)
+            except SMTPSecError as exc:
+                slots.append(exc)
+        outcomes: list[SendResult | SMTPSecError] = []
+        if ready:
+            try:
+                outcomes, self._needs_rset = yield from run_transactions(
+                    self._wire,
+                    self._extensions,
+                    ready,
+                    options or SendOptions(),
+                    needs_rset=self._needs_rset,
+                )
+            finally:
+                if self._wire.conn.state is State.CLOSED:
+                    self._closed = True
+        sent = iter(outcomes)
+        return [slot if slot is not None else next(sent) for slot in slots]
+
+    def _noop_steps(self) -> IO[Reply]:
+        if self.closed:
+            raise LocalProtocolError("this session is closed; open a new one with connect()")
+        return (yield from self._wire.one(Command("NOOP")))
+
+    def _close_steps(self) -> IO[None]:
+        if self._closed:
+            return
+        self._closed = True
+        if self._wire.conn.state not in (State.CLOSED, State.TLS_PENDING):
+            with contextlib.suppress(SMTPSecError, OSError):
+                yield from self._wire.one(Command("QUIT"))
+        with contextlib.suppress(OSError):
+            yield from self._wire.close()
+
+
+def _single(outcomes: list[SendResult | SMTPSecError]) -> SendResult:
+    (outcome,) = outcomes
+    if isinstance(outcome, SMTPSecError):
+        raise outcome
+    return outcome
+
+
+class Session(SessionCore):
+    """An open, checked SMTP submission session. Create it with :func:`connect`.
+
+    Attributes:
+        report: the :class:`~smtpsec.report.SecurityReport` of this session.
+    """
 
     def __enter__(self) -> Session:
         return self
@@ -74,10 +146,6 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise LocalProtocolError("this session is closed; open a new one with connect()")
 
     def send(
         self,
@@ -104,77 +172,44 @@ class Session:
         Raises:
             SenderRefused: the server refused the sender.
             RecipientsRefused: every recipient was refused (nothing was sent).
-            ReplyError: the message itself was refused (``transient`` tells 4xx).
+            ReplyError: the message itself was refused (``transient`` tells 4xx;
+                a 421 also closes the session).
             CapabilityError: too large for SIZE, needs SMTPUTF8 or 8BITMIME.
+            InvalidArgumentError: an unsafe address or header, or an unreadable
+                body (the cause is chained).
+            ConnectError: the connection failed; the message was not sent and the
+                session is closed.
+            TimeoutError: the server did not answer in time (session closed).
+            RemoteProtocolError: the server broke the protocol (session closed).
         """
-        (outcome,) = self._run(
-            [prepare_message(message, sender=sender, recipients=recipients)], options
-        )
-        if isinstance(outcome, SMTPSecError):
-            raise outcome
-        return outcome
+        item = Outgoing(message, sender, recipients)
+        return _single(run_sync(self._send_steps([item], options)))
 
     def send_many(
-        self, messages: Iterable[MessageInput], *, options: SendOptions | None = None
+        self,
+        messages: Iterable[MessageInput | Outgoing],
+        *,
+        options: SendOptions | None = None,
     ) -> list[SendResult | SMTPSecError]:
         """Send many messages on this connection, pipelined across messages.
 
         Each message's outcome is reported on its own: a refused message does not
         stop the others; if the connection drops, the rest are returned as
-        :class:`~smtpsec.errors.ConnectError` outcomes (not sent).
+        :class:`~smtpsec.errors.ConnectError` outcomes (not sent). Wrap a message
+        in :class:`Outgoing` to give it its own envelope.
 
         Returns:
             One :class:`SendResult` or exception per message, in order.
         """
-        prepared: list[SendResult | SMTPSecError | None] = []
-        ready = []
-        for message in messages:
-            try:
-                ready.append(prepare_message(message, sender=None, recipients=None))
-                prepared.append(None)
-            except InvalidArgumentError as exc:
-                prepared.append(exc)
-        outcomes = iter(self._run(ready, options)) if ready else iter(())
-        return [p if p is not None else next(outcomes) for p in prepared]
-
-    def _run(
-        self, messages: Sequence[object], options: SendOptions | None
-    ) -> list[SendResult | SMTPSecError]:
-        self._check_open()
-        self._guard.before_mail(self._wire.transport.tls)
-        try:
-            outcomes, self._needs_rset = run_transactions(
-                self._wire,
-                self._extensions,
-                messages,  # type: ignore[arg-type]
-                options or SendOptions(),
-                needs_rset=self._needs_rset,
-            )
-        except (ConnectError, DeadlineError, RemoteProtocolError):
-            self._abort()
-            raise
-        if self._wire.conn.state.value == "closed":
-            self._abort()
-        return outcomes
+        return run_sync(self._send_steps(messages, options))
 
     def noop(self) -> Reply:
         """Send NOOP (a cheap liveness check) and return the reply."""
-        self._check_open()
-        return self._wire.one(Command("NOOP"))
+        return run_sync(self._noop_steps())
 
     def close(self) -> None:
         """Send QUIT, wait briefly for 221, close TLS cleanly (close_notify)."""
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(SMTPSecError, OSError):
-            if self._wire.conn.state.value not in ("closed", "tls-pending"):
-                self._wire.one(Command("QUIT"))
-        self._wire.transport.close()
-
-    def _abort(self) -> None:
-        self._closed = True
-        self._wire.transport.close()
+        run_sync(self._close_steps())
 
 
 # ---------------------------------------------------------------------------- connect
@@ -224,55 +259,68 @@ def connect(
         ConnectError: the server could not be reached.
         TimeoutError: a deadline passed.
     """
-    policy = policy or Policy()
-    identity: ReferenceIdentity | None = None
-    if isinstance(host, Endpoint):
-        host, port, security, identity = endpoint_setup(
-            host, port, security, policy, confirmed_target=confirmed_target
-        )
-    plan = select_plan(host, port, security)
-    helo = ehlo_name(local_hostname)
-    if security is Security.PLAINTEXT and not is_loopback(host):
-        warnings.warn(
-            f"Security.PLAINTEXT to {host}: everything, including the message, travels "
-            "in cleartext (RFC 8314 §4.1); use Security.AUTO",
-            InsecureConfigurationWarning,
-            stacklevel=2,
-        )
-    if password is not None and username is None:
-        raise InvalidArgumentError("password= needs username=")
+    recipe = Recipe.prepare(
+        host,
+        port,
+        security=security,
+        username=username,
+        password=password,
+        auth=auth,
+        token=token,
+        policy=policy,
+        timeout=timeout,
+        local_hostname=local_hostname,
+        confirmed_target=confirmed_target,
+    )
     failures: list[str] = []
-    for index, attempt in enumerate(plan.attempts):
-        guard = Guard(policy, attempt, host, user=username or "")
-        guard.before_connect()
+    for attempt in recipe.plan.attempts:
+        guard = recipe.guard(attempt)
         try:
-            sock = open_socket(host, attempt.port, timeout=timeout)
+            sock = open_socket(recipe.host, attempt.port, timeout=timeout)
         except (ConnectError, DeadlineError) as exc:
-            failures.append(str(exc))
-            if index + 1 < len(plan.attempts):
-                continue  # only an unreachable port moves on; never a security failure
-            if len(failures) > 1:
-                raise ConnectError(
-                    "could not reach any submission port: " + " | ".join(failures)
-                ) from exc
-            raise
-        transport = SocketTransport(sock, peer=f"{host}:{attempt.port}")
-        return establish(
-            transport,
-            host=host,
-            plan=plan,
-            attempt=attempt,
-            guard=guard,
-            policy=policy,
-            timeout=timeout,
-            helo=helo,
-            username=username,
-            password=password,
-            mechanism=auth,
-            token=token,
-            identity=identity,
-        )
+            recipe.unreachable(attempt, exc, failures)  # raises on the last attempt
+            continue
+        transport = SocketTransport(sock, peer=f"{recipe.host}:{attempt.port}")
+        return Session(run_sync(recipe.establish(transport, attempt, guard)))
     raise AssertionError("unreachable: a plan has at least one attempt")  # pragma: no cover
+
+
+def connect_transport(
+    transport: Transport,
+    host: str,
+    port: int,
+    *,
+    security: Security = Security.AUTO,
+    username: str | None = None,
+    password: str | None = None,
+    auth: str | None = None,
+    token: TokenSource | None = None,
+    policy: Policy | None = None,
+    timeout: float = 30.0,
+    local_hostname: str | None = None,
+) -> Session:
+    """Run the whole checked set-up over a transport you opened yourself.
+
+    The pluggable-transport entry point: a proxy tunnel, a Unix socket, or
+    :class:`~smtpsec.transports.MemoryTransport` in tests. ``host`` and ``port``
+    only name the peer (certificate checks, TLS memory, the report); the same
+    plan, guard and checks as :func:`connect` apply.
+    """
+    recipe = Recipe.prepare(
+        host,
+        port,
+        security=security,
+        username=username,
+        password=password,
+        auth=auth,
+        token=token,
+        policy=policy,
+        timeout=timeout,
+        local_hostname=local_hostname,
+        confirmed_target=False,
+    )
+    attempt = recipe.plan.attempts[0]
+    return Session(run_sync(recipe.establish(transport, attempt, recipe.guard(attempt))))
 
 
 def send(

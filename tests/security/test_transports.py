@@ -19,9 +19,8 @@ import pytest
 from _security_kit import Kit
 
 import smtpsec
-from smtpsec.client import establish
-from smtpsec.guard import Guard
-from smtpsec.policy import Policy, Security, select_plan
+from smtpsec.client import connect_transport
+from smtpsec.policy import Security
 from smtpsec.testing import LeafCert
 from smtpsec.tls import TLSInfo
 from smtpsec.transports import MemoryTransport, SocketTransport, Transport, open_socket
@@ -334,18 +333,12 @@ def test_memory_transport_start_tls_reports_given_facts() -> None:
 
 
 def _establish(transport: MemoryTransport, security: Security, port: int, **kw: object):  # type: ignore[no-untyped-def]
-    policy = Policy()
-    plan = select_plan("mem.example.test", port, security)
-    attempt = plan.attempts[0]
-    return establish(
+    return connect_transport(
         transport,
-        host="mem.example.test",
-        plan=plan,
-        attempt=attempt,
-        guard=Guard(policy, attempt, "mem.example.test", user="ann"),
-        policy=policy,
+        "mem.example.test",
+        port,
+        security=security,
         timeout=1.0,
-        helo="[127.0.0.1]",
         **kw,  # type: ignore[arg-type]
     )
 

@@ -12,6 +12,7 @@ import logging
 
 import pytest
 
+from smtpsec._io import run_sync
 from smtpsec._wire import Wire
 from smtpsec.errors import ConnectError, RemoteProtocolError
 from smtpsec.errors import TimeoutError as DeadlineError
@@ -24,8 +25,8 @@ _READY = [b"220 hi\r\n", b"250-x\r\n250 PIPELINING\r\n"]
 def _wire(*incoming: bytes, timeout: float = 5.0) -> tuple[Wire, MemoryTransport]:
     transport = MemoryTransport([*_READY, *incoming])
     wire = Wire(transport, ClientConnection(tls_active=True), timeout=timeout, peer="srv:587")
-    wire.read(1)
-    assert wire.one(Command("EHLO", "[127.0.0.1]")).code == 250
+    run_sync(wire.read(1))
+    assert run_sync(wire.one(Command("EHLO", "[127.0.0.1]"))).code == 250
     return wire, transport
 
 
@@ -33,11 +34,11 @@ def test_counters_and_transcript(caplog: pytest.LogCaptureFixture) -> None:
     wire, transport = _wire(b"250 ok\r\n")
     caplog.set_level(logging.DEBUG, logger="smtpsec.transcript")
     writes, reads = wire.writes, wire.reads
-    wire.send(Command("NOOP"))
-    wire.body(b"")  # nothing to write
-    wire.write(b"")
-    assert [r.reply.code for r in wire.read(1)] == [250]
-    wire.body(b"secret content\r\n")
+    run_sync(wire.send(Command("NOOP")))
+    run_sync(wire.body(b""))  # nothing to write
+    run_sync(wire.write(b""))
+    assert [r.reply.code for r in run_sync(wire.read(1))] == [250]
+    run_sync(wire.body(b"secret content\r\n"))
     wire.log_content(42)
     assert (wire.writes - writes, wire.reads - reads) == (2, 1)
     assert transport.written[-1] == b"secret content\r\n"
@@ -49,41 +50,41 @@ def test_counters_and_transcript(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_end_of_stream_while_a_reply_is_due() -> None:
     wire, _ = _wire(b"")
-    wire.send(Command("NOOP"))
+    run_sync(wire.send(Command("NOOP")))
     with pytest.raises(ConnectError, match="closed the connection"):
-        wire.read(1)
+        run_sync(wire.read(1))
     with pytest.raises(ConnectError, match="closed the connection"):
-        wire.read(1)  # closed: fails at once, no read
+        run_sync(wire.read(1))  # closed: fails at once, no read
 
 
 def test_421_before_all_replies_arrived() -> None:
     wire, _ = _wire(b"250 ok\r\n421 4.3.2 bye\r\n")
-    wire.send(Command("RSET"), Command("RSET"), Command("RSET"))
+    run_sync(wire.send(Command("RSET"), Command("RSET"), Command("RSET")))
     with pytest.raises(ConnectError, match="421 bye"):
-        wire.read(3)
+        run_sync(wire.read(3))
     assert wire.conn.state.value == "closed"
 
 
 def test_zero_deadline() -> None:
     wire, _ = _wire(b"250 ok\r\n")
     wire.timeout = 0
-    wire.send(Command("NOOP"))
+    run_sync(wire.send(Command("NOOP")))
     with pytest.raises(DeadlineError, match="no complete reply"):
-        wire.read(1)
+        run_sync(wire.read(1))
 
 
 def test_extra_reply_is_a_protocol_error() -> None:
     wire, _ = _wire(b"250 ok\r\n250 surplus\r\n")
-    wire.send(Command("NOOP"))
+    run_sync(wire.send(Command("NOOP")))
     with pytest.raises(RemoteProtocolError, match="nobody asked for"):
-        wire.read(1)
+        run_sync(wire.read(1))
 
 
 def test_ensure_drained() -> None:
     wire, _ = _wire(b"250 a\r\n250 b\r\n")
-    wire.send(Command("RSET"), Command("RSET"))
-    wire.read(1)
+    run_sync(wire.send(Command("RSET"), Command("RSET")))
+    run_sync(wire.read(1))
     with pytest.raises(RemoteProtocolError, match="more replies than commands"):
         wire.ensure_drained()
-    wire.read(1)
+    run_sync(wire.read(1))
     wire.ensure_drained()

@@ -1,0 +1,47 @@
+"""Pytest wiring for the real Postfix + Dovecot server that ``postfix.sh start`` runs.
+
+The shell script owns the server; this module only reads the ``env.json`` it
+writes, hands tests a :class:`~interop_harness.PostfixServer` describing it, and
+marks every test in this folder ``interop``. Without a server the tests skip,
+unless CI promised one with ``SMTPSEC_INTEROP=1``, in which case they fail loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Final, NoReturn
+
+import pytest
+from interop_harness import START_HINT, PostfixServer, state_dir
+
+HERE: Final = Path(__file__).resolve().parent
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Fail when CI promised a server (``SMTPSEC_INTEROP=1``), else skip."""
+    if os.environ.get("SMTPSEC_INTEROP") == "1":
+        pytest.fail(f"SMTPSEC_INTEROP=1 but {reason}", pytrace=False)
+    pytest.skip(f"Postfix interop server not running: {START_HINT} ({reason})")
+
+
+@pytest.fixture(scope="session")
+def postfix() -> PostfixServer:
+    """The running loopback Postfix + Dovecot server (skips or fails if absent)."""
+    env_file = state_dir() / "env.json"
+    if not env_file.is_file():
+        _unavailable(f"{env_file} is missing")
+    server = PostfixServer.from_env_file(env_file)
+    try:
+        socket.create_connection((server.host, server.starttls_port), timeout=5).close()
+    except OSError as exc:
+        _unavailable(f"{env_file} exists but {server.host}:{server.starttls_port} refused: {exc}")
+    return server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test collected from this folder as ``interop``."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.interop)
