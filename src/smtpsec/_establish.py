@@ -35,7 +35,7 @@ from .policy import Attempt, Plan, Policy, Security, is_loopback, select_plan
 from .report import SecurityReport
 from .sansio import ClientConnection, Command, Extensions, State, ehlo_name
 from .tls import TLSInfo, build_context, translate_ssl_error
-from .transports import Transport
+from .transports import AnyTransport
 
 if TYPE_CHECKING:
     from .client import TokenSource
@@ -128,7 +128,7 @@ class Recipe:
             ) from exc
         raise exc
 
-    def establish(self, transport: Transport, attempt: Attempt, guard: Guard) -> IO[Established]:
+    def establish(self, transport: AnyTransport, attempt: Attempt, guard: Guard) -> IO[Established]:
         """The set-up dialogue for ``attempt`` over ``transport``."""
         return establish(
             transport,
@@ -148,7 +148,7 @@ class Recipe:
 
 
 def establish(
-    transport: Transport,
+    transport: AnyTransport,
     *,
     host: str,
     plan: Plan,
@@ -227,8 +227,9 @@ def establish(
                 mechanism,
                 policy.client_cert is not None,
             )
-    except BaseException:
-        yield from _quit_quietly(transport, wire)
+    except BaseException as exc:
+        # On cancellation or interrupt only close; on an error say QUIT first.
+        yield from _quit_quietly(transport, wire if isinstance(exc, Exception) else None)
         raise
     report = SecurityReport(
         security=plan.security,
@@ -279,14 +280,14 @@ def endpoint_setup(
     return endpoint.host, endpoint.port, wanted, identity
 
 
-def _tls(transport: Transport) -> TLSInfo:
+def _tls(transport: AnyTransport) -> TLSInfo:
     info = transport.tls
     assert info is not None
     return info
 
 
 def _handshake(
-    transport: Transport,
+    transport: AnyTransport,
     context: ssl.SSLContext,
     host: str,
     attempt: Attempt,
@@ -294,9 +295,9 @@ def _handshake(
     *,
     implicit: bool,
     verify: Callable[[bytes], object] | None,
-) -> IO[Transport]:
+) -> IO[AnyTransport]:
     try:
-        tls: Transport = yield from call(
+        tls: AnyTransport = yield from call(
             transport,
             "start_tls",
             context,
@@ -411,7 +412,7 @@ def _authenticate(
     )
 
 
-def _quit_quietly(transport: Transport, wire: Wire | None) -> IO[None]:
+def _quit_quietly(transport: AnyTransport, wire: Wire | None) -> IO[None]:
     # Every failure sends QUIT if the channel is usable (never mid-handshake), then closes.
     if wire is not None and wire.conn.awaiting == 0 and wire.conn.state not in _NO_QUIT:
         wire.timeout = min(wire.timeout, 2.0)

@@ -10,7 +10,7 @@ from ._io import IO, call
 from .errors import ConnectError, RemoteProtocolError
 from .errors import TimeoutError as DeadlineError
 from .sansio import ClientConnection, Command, Reply, Response, State
-from .transports import Transport
+from .transports import AnyTransport
 
 __all__ = ["Wire"]
 
@@ -34,7 +34,7 @@ class Wire:
     """
 
     def __init__(
-        self, transport: Transport, conn: ClientConnection, *, timeout: float, peer: str
+        self, transport: AnyTransport, conn: ClientConnection, *, timeout: float, peer: str
     ) -> None:
         self.transport = transport
         self.conn = conn
@@ -61,7 +61,31 @@ class Wire:
 
     def send(self, *commands: Command) -> IO[None]:
         """Encode and write ``commands`` in one write (a pipelined group)."""
+        if self.conn.awaiting == 0:
+            yield from self.check_idle()
         yield from self.write(self.queue(*commands))
+
+    def check_idle(self) -> IO[None]:
+        """With no reply due, nothing may have arrived (R-LIB-DESYNC-1).
+
+        A stale reply would otherwise be taken as the answer to the next command.
+        A server that dropped an idle connection (EOF, or ``421`` then EOF) gives
+        a :class:`ConnectError`, so pools can replace the connection.
+        """
+        early: bytes | None = yield from call(self.transport, "poll")
+        if early is None:
+            return
+        self.conn.close()
+        if not early or early.startswith(b"421"):
+            text = early.decode("utf-8", "replace").strip()
+            raise ConnectError(
+                f"{self.peer} closed the connection{f' ({text})' if text else ''}; open a "
+                "new session"
+            )
+        raise RemoteProtocolError(
+            f"{self.peer} sent data nobody asked for ({early[:60]!r}); replies and commands "
+            "would be out of step, so the connection was closed (R-LIB-DESYNC-1)"
+        )
 
     def log_content(self, octets: int) -> None:
         """Note in the transcript that message content went out (size only, never content)."""

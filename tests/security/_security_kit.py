@@ -9,15 +9,18 @@ capture. The :class:`Kit` fixture bundles those so each test reads as
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
+import socket
 from collections.abc import Iterable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Final
 
 import smtpsec
+import smtpsec.aio
 from smtpsec.testing import CA, Capture, LeafCert, SMTPServer, TLSMode
 from smtpsec.testing.plugin import ServerFactory
 
@@ -60,11 +63,20 @@ class Kit:
     body: Final = BODY
     timeout: Final = TIMEOUT
 
-    def __init__(self, ca: CA, cert: LeafCert, cafile: Path, factory: ServerFactory) -> None:
+    def __init__(
+        self,
+        ca: CA,
+        cert: LeafCert,
+        cafile: Path,
+        factory: ServerFactory,
+        client: str = "sync",
+    ) -> None:
         self.ca = ca
         self.cert = cert
         self.cafile = cafile
         self._factory = factory
+        #: "sync" (smtpsec.connect) or "async" (smtpsec.aio.connect, same tests).
+        self.client = client
 
     def server(self, tls: TLSMode = "starttls", **options: Any) -> SMTPServer:
         """Start a fake MSA that knows ``ann``/the password canary."""
@@ -87,16 +99,31 @@ class Kit:
         policy: smtpsec.Policy | None = None,
         timeout: float = TIMEOUT,
     ) -> smtpsec.Session:
-        """Connect to ``srv`` the way the brief prescribes (canary password, small timeout)."""
-        return smtpsec.connect(
-            host,
-            srv.port,
-            security=security,
-            username=username,
-            password=password if username is not None else None,
-            policy=policy if policy is not None else self.policy(),
-            timeout=timeout,
-        )
+        """Connect to ``srv`` the way the brief prescribes (canary password, small timeout).
+
+        With ``client == "async"`` the asyncio client does the same, behind a
+        blocking facade, so every attack test runs against both clients.
+        """
+        kwargs: dict[str, Any] = {
+            "security": security,
+            "username": username,
+            "password": password if username is not None else None,
+            "policy": policy if policy is not None else self.policy(),
+            "timeout": timeout,
+        }
+        if self.client == "async":
+            return AsyncFacade.connect(host, srv.port, **kwargs)  # type: ignore[return-value]
+        return smtpsec.connect(host, srv.port, **kwargs)
+
+    @staticmethod
+    def socket_of(session: Any) -> socket.socket:
+        """The OS socket under a session from :meth:`connect` (to wait for readability)."""
+        if isinstance(session, AsyncFacade):
+            sock: socket.socket = session._session._wire.transport._transport.get_extra_info(
+                "socket"
+            )
+            return sock
+        return session._wire.transport.socket  # type: ignore[no-any-return]
 
     @staticmethod
     def message() -> EmailMessage:
@@ -137,3 +164,63 @@ def hosts_aliases() -> Iterable[str]:
             continue
         if isinstance(address, ipaddress.IPv4Address) and address.is_loopback:
             yield from words[1:]
+
+
+class AsyncFacade:
+    """Drives a :class:`smtpsec.aio.AsyncSession` on a private event loop, blocking.
+
+    It exposes the blocking Session's surface so the attack tests need no copy.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, session: smtpsec.aio.AsyncSession) -> None:
+        self._loop = loop
+        self._session = session
+
+    @classmethod
+    def connect(cls, host: str, port: int, **kwargs: Any) -> AsyncFacade:
+        loop = asyncio.new_event_loop()
+        try:
+            session = loop.run_until_complete(_aconnect(host, port, **kwargs))
+        except BaseException:
+            loop.close()
+            raise
+        return cls(loop, session)
+
+    @property
+    def report(self) -> smtpsec.SecurityReport:
+        return self._session.report
+
+    @property
+    def extensions(self) -> Any:
+        return self._session.extensions
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        return self._loop.run_until_complete(self._session.send(*args, **kwargs))
+
+    def send_many(self, *args: Any, **kwargs: Any) -> Any:
+        return self._loop.run_until_complete(self._session.send_many(*args, **kwargs))
+
+    def noop(self) -> Any:
+        return self._loop.run_until_complete(self._session.noop())
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._loop.run_until_complete(self._session.close())
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> AsyncFacade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _aconnect(host: str, port: int, **kwargs: Any) -> smtpsec.aio.AsyncSession:
+    return await smtpsec.aio.connect(host, port, **kwargs)

@@ -22,10 +22,20 @@ def cafile(smtpsec_ca: CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return smtpsec_ca.write_cafile(tmp_path_factory.mktemp("trust") / "ca.pem")
 
 
-@pytest.fixture
-def kit(smtpsec_ca: CA, smtpsec_cert: LeafCert, cafile: Path, smtpsec_server: ServerFactory) -> Kit:
-    """The attack-test toolbox (servers are stopped when the test ends)."""
-    return Kit(smtpsec_ca, smtpsec_cert, cafile, smtpsec_server)
+@pytest.fixture(params=["sync", "async"])
+def kit(
+    request: pytest.FixtureRequest,
+    smtpsec_ca: CA,
+    smtpsec_cert: LeafCert,
+    cafile: Path,
+    smtpsec_server: ServerFactory,
+) -> Kit:
+    """The attack-test toolbox (servers are stopped when the test ends).
+
+    Parametrised: every test that uses ``kit.connect`` runs against the blocking
+    client and against :mod:`smtpsec.aio` (issue: parametrise, don't copy).
+    """
+    return Kit(smtpsec_ca, smtpsec_cert, cafile, smtpsec_server, client=request.param)
 
 
 @pytest.fixture(scope="session")

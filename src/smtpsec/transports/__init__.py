@@ -6,8 +6,15 @@ finished and must not be used again.
 
 from __future__ import annotations
 
-from ._base import Transport
+from ._base import AnyTransport, AsyncTransportProtocol, Transport
 from ._memory import MemoryTransport
 from ._socket import SocketTransport, open_socket
 
-__all__ = ["MemoryTransport", "SocketTransport", "Transport", "open_socket"]
+__all__ = [
+    "AnyTransport",
+    "AsyncTransportProtocol",
+    "MemoryTransport",
+    "SocketTransport",
+    "Transport",
+    "open_socket",
+]

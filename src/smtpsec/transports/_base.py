@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from ..tls import TLSInfo
 
-__all__ = ["Transport"]
+__all__ = ["AnyTransport", "AsyncTransportProtocol", "Transport"]
 
 
 @runtime_checkable
@@ -34,6 +34,11 @@ class Transport(Protocol):
             smtpsec.errors.TimeoutError: nothing arrived within ``timeout``.
             smtpsec.errors.ConnectError: the connection was lost.
         """
+
+    def poll(self) -> bytes | None:
+        """Return bytes already received without waiting: ``None`` when nothing is
+        there, ``b""`` when the peer closed. Used to catch replies nobody asked for
+        before the next command goes out (R-LIB-DESYNC-1)."""
 
     def pending_plaintext(self) -> bytes:
         """Bytes that already arrived but were not read (checked before STARTTLS)."""
@@ -61,3 +66,41 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Close the stream (sending TLS close_notify first when TLS is active)."""
+
+
+@runtime_checkable
+class AsyncTransportProtocol(Protocol):
+    """The asyncio twin of :class:`Transport`: the same methods, awaitable."""
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """Facts about the TLS session, or ``None`` for plaintext."""
+
+    async def write(self, data: bytes, *, timeout: float) -> None:
+        """As :meth:`Transport.write`."""
+
+    async def read(self, *, timeout: float) -> bytes:
+        """As :meth:`Transport.read`."""
+
+    async def poll(self) -> bytes | None:
+        """As :meth:`Transport.poll`."""
+
+    async def pending_plaintext(self) -> bytes:
+        """As :meth:`Transport.pending_plaintext`."""
+
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        timeout: float,
+        verify_identity: Callable[[bytes], object] | None = None,
+    ) -> AsyncTransportProtocol:
+        """As :meth:`Transport.start_tls`."""
+
+    async def close(self) -> None:
+        """As :meth:`Transport.close`."""
+
+
+#: What the shared dialogue code drives: either kind (see :mod:`smtpsec._io`).
+AnyTransport = Transport | AsyncTransportProtocol

@@ -79,6 +79,10 @@ class MemoryTransport:
             raise TimeoutError("MemoryTransport: no more scripted server data")
         return self._incoming.popleft()
 
+    def poll(self) -> bytes | None:
+        """Scripted data is handed out only by :meth:`read`: never anything early."""
+        return None
+
     def pending_plaintext(self) -> bytes:
         """Queued bytes the client has not read yet."""
         return b"".join(self._incoming)

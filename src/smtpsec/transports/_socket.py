@@ -113,6 +113,19 @@ class SocketTransport:
         except OSError as exc:
             raise ConnectError(f"connection to {self._peer} lost while reading: {exc}") from exc
 
+    def poll(self) -> bytes | None:
+        """Non-blocking read: ``None`` if nothing arrived, ``b""`` at end of stream."""
+        previous = self._sock.gettimeout()
+        self._sock.setblocking(False)
+        try:
+            return self._sock.recv(_READ_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None  # nothing (for TLS: maybe only a session ticket was processed)
+        except OSError:
+            return b""  # a reset connection is a closed one; the next read says why
+        finally:
+            self._sock.settimeout(previous)
+
     def pending_plaintext(self) -> bytes:
         """Peek at bytes that arrived but were not read (never consumes them)."""
         if isinstance(self._sock, ssl.SSLSocket):

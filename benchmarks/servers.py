@@ -1,0 +1,336 @@
+"""The servers the benchmarks talk to, and how a client reaches and trusts them.
+
+* :func:`fake_servers` starts ``smtpsec.testing.SMTPServer`` twice (implicit TLS
+  and STARTTLS) with one throwaway CA: a strict MSA that offers PIPELINING and
+  CHUNKING and requires AUTH.
+* :func:`postfix_target` describes the loopback Postfix + Dovecot started by
+  ``tests/interop/postfix.sh``, when it runs.
+* :class:`SinkServer` is a small, fast implicit-TLS sink for the 80 MiB test:
+  the fake server caps messages at 64 MiB and records every byte, which would
+  measure the server rather than the clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from smtpsec.testing import CA, Script, SMTPServer
+
+__all__ = ["SinkServer", "Target", "fake_servers", "postfix_target"]
+
+USER: Final = "bench"
+PASSWORD: Final = "bench-password"
+#: Where tests/interop/postfix.sh writes its env file (its documented default state dir).
+POSTFIX_ENV: Final = (
+    Path(os.environ.get("SMTPSEC_INTEROP_DIR", "/tmp/smtpsec-interop"))  # noqa: S108
+    / "env.json"
+)
+_RECV: Final = 256 * 1024
+_BDAT: Final = re.compile(rb"BDAT ([0-9]+)( +LAST)? *\r?\n?", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One server: where it listens, how to trust it, whom to log in as.
+
+    Attributes:
+        name: shown in the results (``smtpsec.testing`` or ``postfix``).
+        host: the address to connect to (also checked against the certificate).
+        implicit_port: the implicit-TLS port.
+        starttls_port: the STARTTLS port.
+        cafile: a PEM file with the CA that issued the server certificate.
+        username: the SMTP AUTH user.
+        password: its password.
+        sender: envelope sender for benchmark messages.
+        recipient_domain: domain of benchmark recipients (the server must accept it).
+    """
+
+    name: str
+    host: str
+    implicit_port: int
+    starttls_port: int
+    cafile: str
+    username: str
+    password: str
+    sender: str
+    recipient_domain: str
+
+    def client_context(self) -> ssl.SSLContext:
+        """Return a verifying client context (hostname check, CERT_REQUIRED) trusting ``cafile``."""
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def recipients(self, count: int) -> list[str]:
+        """Return ``count`` distinct recipient addresses."""
+        return [f"rcpt{i}@{self.recipient_domain}" for i in range(count)]
+
+
+class _NoDelaySMTPServer(SMTPServer):
+    """``SMTPServer`` whose connections send each reply at once (TCP_NODELAY).
+
+    The fake server writes every reply to a pipelined group separately. With
+    Nagle's algorithm on, the second reply waits for the ACK of the first, and
+    the relay's delayed ACK turns that into a ~40 ms stall per group that no
+    client causes. Production MTAs avoid it (Postfix, for one, flushes the replies to a
+    pipelined group together), so the benchmark server does too.
+    """
+
+    def _spawn(self, conn: socket.socket, peer: tuple[Any, ...]) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super()._spawn(conn, peer)
+
+
+@contextlib.contextmanager
+def fake_servers(workdir: Path) -> Iterator[Target]:
+    """Run ``smtpsec.testing.SMTPServer`` on two ports and yield its :class:`Target`.
+
+    Args:
+        workdir: where the CA file is written for the clients.
+    """
+    ca = CA.create("smtpsec benchmark CA")
+    leaf = ca.issue("localhost", ips=("127.0.0.1",))
+    cafile = ca.write_cafile(workdir / "fake-ca.pem")
+    script = Script(users={USER: PASSWORD}, require_auth=True)
+    with (
+        _NoDelaySMTPServer(leaf, tls="implicit", script=script) as implicit,
+        _NoDelaySMTPServer(leaf, tls="starttls", script=script) as starttls,
+    ):
+        yield Target(
+            name="smtpsec.testing",
+            host="127.0.0.1",
+            implicit_port=implicit.port,
+            starttls_port=starttls.port,
+            cafile=str(cafile),
+            username=USER,
+            password=PASSWORD,
+            sender="sender@bench.test",
+            recipient_domain="bench.test",
+        )
+
+
+def postfix_target(env_file: Path = POSTFIX_ENV) -> Target | None:
+    """Describe the interop Postfix if its env file exists and both ports accept.
+
+    Recipients use a domain that this Postfix discards, so nothing piles up.
+    """
+    try:
+        env = json.loads(env_file.read_text())
+        host = str(env["SMTPSEC_INTEROP_HOST"])
+        ports = (
+            int(env["SMTPSEC_INTEROP_IMPLICIT_PORT"]),
+            int(env["SMTPSEC_INTEROP_STARTTLS_PORT"]),
+        )
+        for port in ports:
+            socket.create_connection((host, port), timeout=2.0).close()
+    except (OSError, ValueError, KeyError):
+        return None
+    return Target(
+        name="postfix",
+        host=host,
+        implicit_port=ports[0],
+        starttls_port=ports[1],
+        cafile=str(env["SMTPSEC_INTEROP_CAFILE"]),
+        username=str(env["SMTPSEC_INTEROP_USER"]),
+        password=str(env["SMTPSEC_INTEROP_PASSWORD"]),
+        sender=str(env["SMTPSEC_INTEROP_USER"]),
+        recipient_domain="bench.invalid",
+    )
+
+
+class SinkServer:
+    """A minimal implicit-TLS SMTP sink that counts message octets and keeps none.
+
+    It offers PIPELINING, CHUNKING, 8BITMIME and AUTH PLAIN/LOGIN without a
+    size limit, answers every command in order from its buffer (so pipelined
+    clients work), and accepts any credentials. One thread per connection.
+
+    Args:
+        workdir: where the CA file is written for the clients.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        ca = CA.create("smtpsec benchmark sink CA")
+        leaf = ca.issue("localhost", ips=("127.0.0.1",))
+        self.cafile = str(ca.write_cafile(workdir / "sink-ca.pem"))
+        self._ctx = leaf.server_context()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        #: Octets received per accepted message (for DATA including the final dot line).
+        self.message_sizes: list[int] = []
+
+    def target(self) -> Target:
+        """Return the :class:`Target` (both ports are the implicit-TLS port)."""
+        return Target(
+            name="sink",
+            host="127.0.0.1",
+            implicit_port=self.port,
+            starttls_port=self.port,
+            cafile=self.cafile,
+            username=USER,
+            password=PASSWORD,
+            sender="sender@bench.test",
+            recipient_domain="bench.test",
+        )
+
+    def __enter__(self) -> SinkServer:
+        acceptor = threading.Thread(target=self._accept_loop, name="sink-accept", daemon=True)
+        acceptor.start()
+        self._threads.append(acceptor)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        for thread in list(self._threads):
+            thread.join(5.0)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        raw.settimeout(60.0)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as _NoDelaySMTPServer
+        with (
+            contextlib.suppress(OSError, ssl.SSLError, _Gone),
+            self._ctx.wrap_socket(raw, server_side=True) as sock,
+        ):
+            _SinkSession(sock, self).run()
+        raw.close()
+
+    def _record(self, size: int) -> None:
+        with self._lock:
+            self.message_sizes.append(size)
+
+
+class _Gone(Exception):
+    """The client went away (or the sink is stopping)."""
+
+
+class _SinkSession:
+    """The command loop of one sink connection."""
+
+    def __init__(self, sock: ssl.SSLSocket, sink: SinkServer) -> None:
+        self.sock = sock
+        self.sink = sink
+        self.buf = bytearray()
+        self.bdat_total = 0
+
+    def _fill(self) -> None:
+        if self.sink._stop.is_set():
+            raise _Gone
+        data = self.sock.recv(_RECV)
+        if not data:
+            raise _Gone
+        self.buf += data
+
+    def _line(self) -> bytes:
+        while (end := self.buf.find(b"\n")) < 0:
+            self._fill()
+        line = bytes(self.buf[: end + 1])
+        del self.buf[: end + 1]
+        return line
+
+    def run(self) -> None:
+        send = self.sock.sendall
+        send(b"220 sink.bench.test ESMTP ready\r\n")
+        while True:
+            line = self._line()
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                send(
+                    b"250-sink.bench.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n"
+                    b"250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n"
+                )
+            elif verb == b"AUTH":
+                self._auth(line)
+            elif verb == b"DATA":
+                send(b"354 go ahead\r\n")
+                self.sink._record(self._data())
+                send(b"250 2.0.0 queued\r\n")
+            elif verb == b"BDAT":
+                self._bdat(line)
+            elif verb == b"QUIT":
+                send(b"221 2.0.0 bye\r\n")
+                return
+            else:  # MAIL, RCPT, RSET, NOOP: accept everything
+                send(b"250 2.0.0 ok\r\n")
+
+    def _auth(self, line: bytes) -> None:
+        words = line.split()
+        if len(words) == 2 and words[1].upper() == b"LOGIN":
+            for prompt in (b"Username:", b"Password:"):
+                self.sock.sendall(b"334 " + base64.b64encode(prompt) + b"\r\n")
+                self._line()
+        elif len(words) == 2:
+            self.sock.sendall(b"334 \r\n")
+            self._line()
+        self.sock.sendall(b"235 2.7.0 ok\r\n")
+
+    def _data(self) -> int:
+        # Find CRLF.CRLF without keeping the body; the DATA line's CRLF counts as
+        # the first CRLF so an empty body is recognised too.
+        seen = b"\r\n"
+        total = 0
+        while True:
+            if not self.buf:
+                self._fill()
+            chunk = bytes(self.buf)
+            self.buf.clear()
+            window = seen + chunk
+            end = window.find(b"\r\n.\r\n")
+            if end >= 0:
+                stop = end + 5 - len(seen)
+                self.buf += chunk[stop:]
+                return total + stop
+            total += len(chunk)
+            seen = window[-4:]
+
+    def _bdat(self, line: bytes) -> None:
+        match = _BDAT.fullmatch(line)
+        if match is None:
+            self.sock.sendall(b"501 5.5.4 syntax\r\n")
+            return
+        size = int(match.group(1))
+        remaining = size
+        while remaining:  # discard the chunk as it arrives: the sink keeps no body
+            if not self.buf:
+                self._fill()
+            take = min(remaining, len(self.buf))
+            del self.buf[:take]
+            remaining -= take
+        self.bdat_total += size
+        if match.group(2):
+            self.sink._record(self.bdat_total)
+            self.bdat_total = 0
+            self.sock.sendall(b"250 2.0.0 queued\r\n")
+        else:
+            self.sock.sendall(b"250 2.0.0 chunk ok\r\n")

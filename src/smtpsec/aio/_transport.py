@@ -1,0 +1,211 @@
+"""The asyncio transport: the same contract as the blocking one, with awaitable methods."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from ..errors import ConnectError
+from ..errors import TimeoutError as DeadlineError
+from ..tls import TLSInfo, tls_info
+from ..transports._socket import _sni
+
+__all__ = ["AsyncTransport", "open_connection"]
+
+
+class _Protocol(asyncio.Protocol):
+    """Collects received bytes; one waiter at a time (the SMTP client reads in turn)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        # The future exists before anything can run: data arriving from now on
+        # wakes it (a coroutine wrapped by wait_for would start a step later and
+        # could miss a wake-up).
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._waiter = None
+
+
+async def open_connection(host: str, port: int, *, timeout: float) -> AsyncTransport:
+    """Open a TCP connection (no TLS yet)."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await asyncio.wait_for(
+            loop.create_connection(_Protocol, host, port), timeout
+        )
+    except asyncio.TimeoutError as exc:
+        raise DeadlineError(
+            f"connecting to {host}:{port} timed out after {timeout:g}s; check host, port "
+            "and firewall, or raise timeout="
+        ) from exc
+    except OSError as exc:
+        raise ConnectError(
+            f"cannot connect to {host}:{port}: {exc.strerror or exc}; check the host name "
+            "and port (submission uses 465 or 587)"
+        ) from exc
+    return AsyncTransport(transport, protocol, peer=f"{host}:{port}")
+
+
+class AsyncTransport:
+    """An awaitable transport over an asyncio transport/protocol pair."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        protocol: _Protocol,
+        *,
+        tls: TLSInfo | None = None,
+        peer: str = "server",
+    ) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._tls = tls
+        self._peer = peer
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """TLS facts, or ``None`` for plaintext."""
+        return self._tls
+
+    async def write(self, data: bytes, *, timeout: float) -> None:
+        """Write ``data``; wait (bounded) until the buffer drains below the high mark."""
+        if self._transport.is_closing():
+            raise ConnectError(f"connection to {self._peer} is closed")
+        assert isinstance(self._transport, asyncio.WriteTransport)
+        self._transport.write(data)
+        # Flow control: with a large body, wait until the kernel took most of it.
+        size = self._transport.get_write_buffer_size()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while size > 1024 * 1024:
+            if asyncio.get_running_loop().time() > deadline:
+                raise DeadlineError(
+                    f"writing to {self._peer} timed out; the server stopped reading"
+                )
+            await asyncio.sleep(0.001)
+            if self._protocol.eof:
+                raise ConnectError(f"connection to {self._peer} lost while writing")
+            size = self._transport.get_write_buffer_size()
+
+    async def read(self, *, timeout: float) -> bytes:
+        """Return received bytes, waiting up to ``timeout``; ``b""`` at end of stream."""
+        proto = self._protocol
+        if not proto.buffer and not proto.eof:
+            try:
+                await proto.wait(timeout)
+            except asyncio.TimeoutError as exc:
+                raise DeadlineError(
+                    f"no complete reply from {self._peer} within the timeout; the server is "
+                    "slow, stuck, or sending too slowly (raise timeout= if it is just slow)"
+                ) from exc
+        data = bytes(proto.buffer)
+        proto.buffer.clear()
+        if not data and proto.error is not None:
+            raise ConnectError(f"connection to {self._peer} lost: {proto.error}")
+        return data
+
+    async def poll(self) -> bytes | None:
+        """Bytes already received without waiting: ``None`` if none, ``b""`` at EOF."""
+        # Let the loop run its reader callbacks for data the kernel already has:
+        # one pass polls the selector, the next delivers what it found.
+        for _ in range(2):
+            await asyncio.sleep(0)
+        proto = self._protocol
+        if proto.buffer:
+            data = bytes(proto.buffer)
+            proto.buffer.clear()
+            return data
+        return b"" if proto.eof else None
+
+    async def pending_plaintext(self) -> bytes:
+        """Bytes received but not read yet (checked before the STARTTLS handshake)."""
+        await asyncio.sleep(0)  # let already-arrived data be delivered
+        return bytes(self._protocol.buffer)
+
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        timeout: float,
+        verify_identity: Callable[[bytes], object] | None = None,
+    ) -> AsyncTransport:
+        """Run the TLS handshake with ``loop.start_tls``; return the TLS transport."""
+        loop = asyncio.get_running_loop()
+        try:
+            new = await asyncio.wait_for(
+                loop.start_tls(
+                    self._transport,
+                    self._protocol,
+                    context,
+                    server_hostname=_sni(server_hostname),
+                    ssl_handshake_timeout=timeout,
+                ),
+                timeout,
+            )
+        except asyncio.TimeoutError as exc:
+            self._transport.abort()
+            raise DeadlineError(
+                f"TLS handshake with {self._peer} did not finish within {timeout:g}s; if "
+                "this port speaks STARTTLS, use Security.STARTTLS"
+            ) from exc
+        except ssl.SSLError:
+            self._transport.abort()
+            raise
+        except (ConnectionError, OSError) as exc:
+            self._transport.abort()
+            raise ConnectError(
+                f"connection to {self._peer} lost during the TLS handshake: {exc}"
+            ) from exc
+        if new is None:  # pragma: no cover - only when the loop is closing
+            raise ConnectError(f"connection to {self._peer} closed during the TLS handshake")
+        sslobj = new.get_extra_info("ssl_object")
+        name_ok = context.check_hostname
+        if verify_identity is not None:
+            try:
+                verify_identity(sslobj.getpeercert(binary_form=True) or b"")
+            except BaseException:
+                new.abort()
+                raise
+            name_ok = True
+        verified = context.verify_mode == ssl.CERT_REQUIRED and name_ok
+        return AsyncTransport(
+            new, self._protocol, tls=tls_info(sslobj, verified=verified), peer=self._peer
+        )
+
+    async def close(self) -> None:
+        """Close (TLS sends close_notify); never waits long for the peer."""
+        if self._transport.is_closing():
+            return
+        self._transport.close()
+        for _ in range(10):  # up to ~0.1 s for the close to complete
+            if self._protocol.eof:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            self._transport.abort()
