@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._sending import RecipientRefusal, SendOptions, SendResult
 from ._version import __version__
-from .client import Session, connect, send
+from .client import Outgoing, Session, connect, connect_transport, send
 from .discovery import Endpoint, discover
 from .errors import (
     AuthenticationError,
@@ -60,6 +60,7 @@ __all__ = [
     "InsecureConfigurationWarning",
     "InvalidArgumentError",
     "LocalProtocolError",
+    "Outgoing",
     "PinMismatchError",
     "Policy",
     "PolicyError",
@@ -87,6 +88,7 @@ __all__ = [
     "UpgradeAvailableWarning",
     "__version__",
     "connect",
+    "connect_transport",
     "discover",
     "select_plan",
     "send",
