@@ -322,6 +322,12 @@ def _greeting(wire: Wire, guard: Guard, attempt: Attempt) -> IO[None]:
             ) from exc
         raise
     except DeadlineError as exc:
+        if wire.conn.partial_reply:
+            raise DeadlineError(
+                f"{wire.peer} started its greeting but did not finish it within "
+                f"{wire.timeout:g}s (a stuck or deliberately slow server); raise timeout= "
+                "only if the server is known to be slow"
+            ) from exc
         if attempt.tls != "implicit":
             raise DeadlineError(
                 f"{wire.peer} sent no greeting within {wire.timeout:g}s; port "

@@ -198,12 +198,17 @@ def _from_message(
     message: Message, sender: str | None, recipients: Iterable[str] | None
 ) -> tuple[str | None, list[str], PreparedMessage]:
     _check_headers(message)
-    hdr_sender, hdr_rcpts = envelope_from_headers(message)
-    if sender is None and hdr_sender:
-        # No From/Sender leaves ``sender`` None (an error below), never the null
-        # sender: ``<>`` must be asked for explicitly with sender="".
-        sender = hdr_sender
-    rcpts = list(hdr_rcpts if recipients is None else recipients)
+    if sender is None or recipients is None:
+        # Headers give the envelope only where the caller did not (so a message
+        # with ambiguous Resent- blocks is fine once both are passed).
+        hdr_sender, hdr_rcpts = envelope_from_headers(message)
+        if sender is None and hdr_sender:
+            # No From/Sender leaves ``sender`` None (an error below), never the null
+            # sender: ``<>`` must be asked for explicitly with sender="".
+            sender = hdr_sender
+        if recipients is None:
+            recipients = hdr_rcpts
+    rcpts = list(recipients)
     utf8 = (
         mailbox_needs_smtputf8(sender or "")
         or any(mailbox_needs_smtputf8(r) for r in rcpts)

@@ -59,7 +59,27 @@ class DowngradeError(SecurityError):
 
 
 class TLSUnavailableError(DowngradeError):
-    """STARTTLS was required but not advertised, or refused by the server."""
+    """STARTTLS was required but not advertised, or refused by the server.
+
+    Attributes:
+        code: the server's reply code when it refused STARTTLS, else ``None``.
+        text: the server's reply text (arrived before TLS: unverified).
+        server_text_authenticated: always ``False`` for text from before TLS
+            (R-EAST-UE-1): an attacker may have written it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        text: str = "",
+        server_text_authenticated: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.text = text
+        self.server_text_authenticated = server_text_authenticated
 
 
 class ResponseInjectionError(DowngradeError):

@@ -138,7 +138,9 @@ class Guard:
             raise TLSUnavailableError(
                 f"{self.host}:{self.attempt.port} refused STARTTLS with {reply.code} "
                 f"[unverified server text: {reply.text!r}]; TLS is required, so nothing "
-                "else was sent. Retry later or use Security.IMPLICIT_TLS on port 465"
+                "else was sent. Retry later or use Security.IMPLICIT_TLS on port 465",
+                code=reply.code,
+                text=reply.text,
             )
 
     def after_handshake(self, info: TLSInfo) -> bool:

@@ -154,6 +154,11 @@ class ClientConnection:
         return len(self._pending)
 
     @property
+    def partial_reply(self) -> bytes:
+        """Bytes of a reply that has started but not finished arriving."""
+        return self._parser.buffered
+
+    @property
     def injected_data(self) -> bytes:
         """Bytes that arrived after the ``220`` to STARTTLS (must be empty)."""
         return self._injected

@@ -290,6 +290,9 @@ class SMTPServer:
 
     def _spawn(self, conn: socket.socket, peer: tuple[Any, ...]) -> None:
         conn.settimeout(self.timeout)
+        # Replies to a pipelined group go out as separate writes; without
+        # TCP_NODELAY, Nagle's algorithm would hold them back on a slow link.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             capture = Capture(index=len(self._captures), peer=(str(peer[0]), int(peer[1])))
             self._captures.append(capture)

@@ -1,0 +1,135 @@
+"""Details of the blocking client: unverified server text, greeting timeouts, explicit
+envelopes, Outgoing items, idle drops, and the one-shot send()."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+import smtpsec
+from smtpsec import Security
+from smtpsec.testing import CA, Drip, SMTPServer
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA.create()
+
+
+@pytest.fixture(scope="module")
+def policy(ca: CA, tmp_path_factory: pytest.TempPathFactory) -> smtpsec.Policy:
+    return smtpsec.Policy(cafile=ca.write_cafile(tmp_path_factory.mktemp("ca") / "ca.pem"))
+
+
+def _leaf(ca: CA):  # type: ignore[no-untyped-def]
+    return ca.issue("localhost", ips=("127.0.0.1",))
+
+
+def test_starttls_refusal_text_is_marked_unverified_r_east_ue_1(
+    ca: CA, policy: smtpsec.Policy
+) -> None:
+    evil = "4.7.0 Visit http://evil.test to fix your account"
+    with SMTPServer(_leaf(ca), tls="starttls", starttls_reply=(454, evil)) as srv:
+        with pytest.raises(smtpsec.TLSUnavailableError) as info:
+            smtpsec.connect("localhost", srv.port, policy=policy, timeout=3)
+    err = info.value
+    assert err.code == 454
+    assert "evil.test" in err.text
+    assert err.server_text_authenticated is False
+    assert "unverified server text" in str(err)
+
+
+def test_greeting_that_starts_but_never_ends_says_so(ca: CA, policy: smtpsec.Policy) -> None:
+    drip = Drip(b"220 " + b"x" * 200 + b"\r\n", 0.05)
+    with SMTPServer(_leaf(ca), tls="starttls", greeting=drip) as srv:
+        with pytest.raises(smtpsec.TimeoutError, match="started its greeting"):
+            smtpsec.connect("localhost", srv.port, policy=policy, timeout=1)
+
+
+def _resent_message() -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "ann@example.test"
+    msg["To"] = "bob@example.test"
+    for _ in range(2):
+        msg["Resent-Date"] = "Fri, 27 Nov 2026 10:00:00 +0000"
+        msg["Resent-From"] = "carl@example.test"
+    msg.set_content("forwarded twice\n")
+    return msg
+
+
+def test_explicit_envelope_skips_ambiguous_resent_headers(ca: CA, policy: smtpsec.Policy) -> None:
+    with SMTPServer(_leaf(ca), tls="implicit") as srv:
+        with smtpsec.connect(
+            "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=3
+        ) as session:
+            with pytest.raises(smtpsec.InvalidArgumentError, match="Resent-"):
+                session.send(_resent_message())
+            result = session.send(
+                _resent_message(), sender="carl@example.test", recipients=["dan@example.test"]
+            )
+        assert result.accepted == ("dan@example.test",)
+        assert srv.messages[-1].recipients == ("dan@example.test",)
+
+
+def test_send_many_with_outgoing_envelopes_and_bytes(ca: CA, policy: smtpsec.Policy) -> None:
+    raw = b"Subject: raw\r\n\r\nhello\r\n"
+    with SMTPServer(_leaf(ca), tls="implicit") as srv:
+        with smtpsec.connect(
+            "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=3
+        ) as session:
+            outcomes = session.send_many(
+                [
+                    smtpsec.Outgoing(raw, sender="a@example.test", recipients=["b@example.test"]),
+                    raw,  # bytes without an envelope cannot be sent: reported, not raised
+                    smtpsec.Outgoing(raw, sender="c@example.test", recipients=["d@example.test"]),
+                ]
+            )
+        assert isinstance(outcomes[0], smtpsec.SendResult)
+        assert isinstance(outcomes[1], smtpsec.InvalidArgumentError)
+        assert isinstance(outcomes[2], smtpsec.SendResult)
+        assert [m.sender for m in srv.messages] == ["a@example.test", "c@example.test"]
+
+
+def test_server_dropping_an_idle_session_gives_connect_error(
+    ca: CA, policy: smtpsec.Policy
+) -> None:
+    """An idle drop is noticed before the next command is written (R-LIB-DESYNC-1)."""
+    with SMTPServer(_leaf(ca), tls="implicit", close_after="NOOP") as srv:
+        with smtpsec.connect(
+            "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=3
+        ) as session:
+            with pytest.raises(smtpsec.ConnectError):
+                session.noop()
+            srv.wait_for_connections(1, timeout=5)
+            with pytest.raises(smtpsec.LocalProtocolError, match="closed"):
+                session.noop()
+            assert session.closed
+
+
+def test_one_shot_send_and_file_body(ca: CA, policy: smtpsec.Policy, tmp_path: Path) -> None:
+    body = tmp_path / "message.eml"
+    body.write_bytes(b"Subject: from a file\n\nline one\n.line two\n")
+    with SMTPServer(_leaf(ca), tls="implicit", users={"ann": "pw"}) as srv:
+        with body.open("rb") as fp:
+            result = smtpsec.send(
+                fp,
+                host="localhost",
+                port=srv.port,
+                security=Security.IMPLICIT_TLS,
+                username="ann",
+                password="pw",
+                policy=policy,
+                sender="ann@example.test",
+                recipients=["bob@example.test"],
+                timeout=3,
+            )
+        assert result.size == len(b"Subject: from a file\r\n\r\nline one\r\n.line two\r\n")
+        assert srv.messages[0].data.endswith(b"line one\r\n.line two\r\n")
+
+
+def test_auto_without_port_falls_back_only_when_unreachable() -> None:
+    """Security.AUTO with no port tries 465 then 587; both unreachable → one ConnectError."""
+    with pytest.raises(smtpsec.ConnectError, match="any submission port"):
+        smtpsec.connect("127.0.0.1", timeout=2)
