@@ -26,7 +26,13 @@ from typing import BinaryIO, Final
 
 from ._version import __version__
 from .client import connect
-from .errors import AuthenticationError, RecipientsRefused, ReplyError, SMTPSecError
+from .errors import (
+    AuthenticationError,
+    CapabilityError,
+    RecipientsRefused,
+    ReplyError,
+    SMTPSecError,
+)
 from .policy import Policy, Security
 from .tls import build_context
 
@@ -115,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
         "ports detected from whether the server greets)",
     )
     probe.add_argument("--cafile", metavar="FILE", help="trust this CA file instead of certifi")
+    probe.add_argument(
+        "--discover",
+        action="store_true",
+        help="treat HOST as an email domain: show its _submissions/_submission SRV "
+        "endpoints and the certificate identity each must present (needs smtpsec[dns])",
+    )
+    probe.add_argument(
+        "--nameserver",
+        metavar="IP[:PORT]",
+        help="with --discover: ask this DNS server instead of the system resolver",
+    )
     probe.add_argument("--json", action="store_true", help="print a JSON report")
     probe.add_argument(
         "--timeout",
@@ -184,6 +201,10 @@ def _probe(args: argparse.Namespace) -> int:
     from ._cli_probe import DEFAULT_PORTS, Mode, probe
     from ._cli_probe_verdict import judge, render_json, render_text
 
+    if args.discover:
+        return _discover(args)
+    if args.nameserver:
+        raise _UsageError("--nameserver applies to --discover")
     if args.port is None and args.mode != "auto":
         raise _UsageError("--mode applies to --port; a scan of 465, 587 and 25 knows each mode")
     policy = _policy(args.cafile)
@@ -210,6 +231,30 @@ def _probe(args: argparse.Namespace) -> int:
     else:
         print(render_text(facts, verdict))
     return verdict.exit_code
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from ._cli_discover import discover_report, render_discovery_json, render_discovery_text
+
+    resolver = None
+    if args.nameserver:
+        try:
+            import dns.resolver
+        except ImportError as exc:
+            raise CapabilityError(
+                "SRV discovery needs dnspython: pip install 'smtpsec[dns]'"
+            ) from exc
+        address, _, port = args.nameserver.partition(":")
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [address]
+        resolver.port = _port(port) if port else 53
+        resolver.lifetime = args.timeout
+    report = discover_report(args.host, resolver=resolver)
+    if args.json:
+        print(json.dumps(render_discovery_json(report), indent=2))
+    else:
+        print(render_discovery_text(report))
+    return report.exit_code
 
 
 def _policy(cafile: str | None) -> Policy:
