@@ -20,6 +20,7 @@ from .errors import (
     PinMismatchError,
     RemoteProtocolError,
     ReplyError,
+    SMTPSecWarning,
     TLSUnavailableError,
     TLSVersionError,
     UpgradeAvailableWarning,
@@ -155,6 +156,17 @@ class Guard:
             raise TLSVersionError(
                 f"{self.host}:{self.attempt.port} negotiated {info.version}, below the "
                 f"policy floor {floor.name}; the server must support TLS 1.2 or newer"
+            )
+        if self.policy.client_cert is not None and version < ssl.TLSVersion.TLSv1_3:
+            # R-8314-8-1: before TLS 1.3 the client certificate crosses the wire
+            # unencrypted, which tells an observer who is logging in.
+            warnings.warn(
+                f"{self.host}:{self.attempt.port} negotiated {info.version}: a client "
+                "certificate sent in this handshake was visible to observers (it is "
+                "encrypted only with TLS 1.3); ask the provider for TLS 1.3, or set "
+                "Policy(min_tls_version=ssl.TLSVersion.TLSv1_3) to require it",
+                SMTPSecWarning,
+                stacklevel=4,
             )
         pins = self.policy.pins
         if not pins:

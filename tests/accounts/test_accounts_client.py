@@ -4,6 +4,7 @@ endpoints with RFC 7817 identity, per-account pins, client certificates + SASL E
 from __future__ import annotations
 
 import re
+import ssl
 import warnings
 from pathlib import Path
 
@@ -214,3 +215,29 @@ def test_client_certificate_and_sasl_external(ca: CA, cafile: Path, tmp_path: Pa
         capture = srv.connections[0]
         assert capture.client_cert_der is not None
         assert "AUTH EXTERNAL =" in capture.lines_post_tls
+
+
+def test_client_certificate_over_tls_1_2_warns_r_8314_8_1(
+    ca: CA, cafile: Path, tmp_path: Path
+) -> None:
+    """R-8314-8-1: before TLS 1.3 the client certificate is visible; say so."""
+    client = ca.issue_client("ann@example.test")
+    certfile, keyfile = client.write(tmp_path)
+    policy = smtpsec.Policy(cafile=cafile, client_cert=(str(certfile), str(keyfile)))
+    with SMTPServer(
+        _leaf(ca),
+        tls="implicit",
+        max_version=ssl.TLSVersion.TLSv1_2,
+        request_client_cert=True,
+        client_ca=ca,
+        auth_mechanisms=("EXTERNAL",),
+    ) as srv:
+        with pytest.warns(smtpsec.SMTPSecWarning, match="TLS 1.3"):
+            with smtpsec.connect(
+                "localhost",
+                srv.port,
+                security=smtpsec.Security.IMPLICIT_TLS,
+                policy=policy,
+                timeout=5,
+            ) as session:
+                assert session.report.tls_version == "TLSv1.2"
