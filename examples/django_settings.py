@@ -1,3 +1,5 @@
+# pyright: basic
+# (Django ships no type information; the smtpsec parts are still checked.)
 """Send Django mail through smtpsec's email backend.
 
 In a Django project, the whole change is in ``settings.py``::

@@ -29,7 +29,7 @@ from smtpsec.testing import SMTPServer
 
 def newsletter(sender: str, recipients: list[str]) -> list[EmailMessage]:
     """One message per recipient, as a mailing job would build them."""
-    batch = []
+    batch: list[EmailMessage] = []
     for number, to in enumerate(recipients, start=1):
         msg = EmailMessage()
         msg["From"] = sender

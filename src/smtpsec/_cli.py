@@ -38,11 +38,11 @@ from .tls import build_context
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_WARNING", "main"]
 
-EXIT_OK: Final = 0
+EXIT_OK: Final[int] = 0
 #: probe warnings; send: the server refused the message or some recipients.
-EXIT_WARNING: Final = 1
+EXIT_WARNING: Final[int] = 1
 #: a security failure, an unreachable server, bad arguments; probe FAIL.
-EXIT_FAILURE: Final = 2
+EXIT_FAILURE: Final[int] = 2
 #: the conventional code after Ctrl-C (128 + SIGINT).
 _EXIT_INTERRUPTED: Final = 130
 

@@ -21,7 +21,9 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
     assert_type(main(["--version"]), int)
     assert_type(main(None), int)
     assert_type(main(("probe", "smtp.example.test", "--json")), int)
-    assert_type(EXIT_OK + EXIT_WARNING + EXIT_FAILURE, int)
+    assert_type(EXIT_OK, int)
+    assert_type(EXIT_WARNING, int)
+    assert_type(EXIT_FAILURE, int)
 
     handler = SMTPHandler(
         ("smtp.example.test", 465),
