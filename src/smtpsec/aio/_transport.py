@@ -9,7 +9,7 @@ from collections.abc import Callable
 from ..errors import ConnectError
 from ..errors import TimeoutError as DeadlineError
 from ..tls import TLSInfo, tls_info
-from ..transports._socket import _sni
+from ..transports._socket import _sni, connect_failure, unbracket
 
 __all__ = ["AsyncTransport", "open_connection"]
 
@@ -57,18 +57,13 @@ async def open_connection(host: str, port: int, *, timeout: float) -> AsyncTrans
     loop = asyncio.get_running_loop()
     try:
         transport, protocol = await asyncio.wait_for(
-            loop.create_connection(_Protocol, host, port), timeout
+            loop.create_connection(_Protocol, unbracket(host), port), timeout
         )
     except asyncio.TimeoutError as exc:
-        raise DeadlineError(
-            f"connecting to {host}:{port} timed out after {timeout:g}s; check host, port "
-            "and firewall, or raise timeout="
-        ) from exc
+        raise connect_failure(host, port, TimeoutError(), timeout=timeout) from exc
     except OSError as exc:
-        raise ConnectError(
-            f"cannot connect to {host}:{port}: {exc.strerror or exc}; check the host name "
-            "and port (submission uses 465 or 587)"
-        ) from exc
+        raise connect_failure(host, port, exc, timeout=timeout) from exc
+    # asyncio already sets TCP_NODELAY on TCP connections.
     return AsyncTransport(transport, protocol, peer=f"{host}:{port}")
 
 

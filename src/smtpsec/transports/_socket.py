@@ -9,7 +9,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from ..errors import ConnectError
+from ..errors import ConnectError, SMTPSecError
 from ..errors import TimeoutError as DeadlineError
 from ..tls import TLSInfo, tls_info
 
@@ -18,22 +18,31 @@ __all__ = ["SocketTransport", "open_socket"]
 _READ_SIZE = 64 * 1024
 
 
-def open_socket(host: str, port: int, *, timeout: float) -> socket.socket:
-    """Open a TCP connection, mapping failures to :class:`ConnectError`/:class:`TimeoutError`."""
-    # "[::1]" is how URLs and users write an IPv6 literal; getaddrinfo wants "::1".
-    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        sock = socket.create_connection((address, port), timeout=timeout)
-    except TimeoutError as exc:
-        raise DeadlineError(
+def connect_failure(host: str, port: int, exc: OSError, *, timeout: float) -> SMTPSecError:
+    """The typed, actionable error for a TCP connection that could not be made."""
+    if isinstance(exc, TimeoutError):
+        return DeadlineError(
             f"connecting to {host}:{port} timed out after {timeout:g}s; check host, port "
             "and firewall, or raise timeout="
-        ) from exc
+        )
+    return ConnectError(
+        f"cannot connect to {host}:{port}: {exc.strerror or exc}; check the host name "
+        "and port (submission uses 465 or 587)"
+    )
+
+
+def unbracket(host: str) -> str:
+    """``"[::1]"`` (how URLs and users write an IPv6 literal) → ``"::1"`` for getaddrinfo."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def open_socket(host: str, port: int, *, timeout: float) -> socket.socket:
+    """Open a TCP connection, mapping failures to :class:`ConnectError`/:class:`TimeoutError`."""
+    try:
+        sock = socket.create_connection((unbracket(host), port), timeout=timeout)
     except OSError as exc:
-        raise ConnectError(
-            f"cannot connect to {host}:{port}: {exc.strerror or exc}; check the host name "
-            "and port (submission uses 465 or 587)"
-        ) from exc
+        raise connect_failure(host, port, exc, timeout=timeout) from exc
+    # Pipelined commands go out in one write; do not let Nagle hold the next one.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
