@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from . import auth as sasl
 from ._io import IO, call
+from ._types import SMTP_PORT
 from ._wire import Wire
 from .discovery import Endpoint
 from .errors import (
@@ -26,6 +27,7 @@ from .errors import (
     ReplyError,
     ResponseInjectionError,
     SMTPSecError,
+    SMTPSecWarning,
     UntrustedDiscoveryError,
 )
 from .errors import TimeoutError as DeadlineError
@@ -98,6 +100,13 @@ class Recipe:
             raise InvalidArgumentError("password= needs username=")
         plan = select_plan(host, port, security)
         helo = ehlo_name(local_hostname)
+        if port == SMTP_PORT:
+            warnings.warn(
+                f"port 25 on {host} is for relay between mail servers (RFC 6409); "
+                "submission belongs on 465 (implicit TLS) or 587 (STARTTLS)",
+                SMTPSecWarning,
+                stacklevel=3,
+            )
         if security is Security.PLAINTEXT and not is_loopback(host):
             warnings.warn(
                 f"Security.PLAINTEXT to {host}: everything, including the message, travels "

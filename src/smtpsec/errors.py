@@ -76,7 +76,9 @@ class TLSUnavailableError(DowngradeError):
         text: str = "",
         server_text_authenticated: bool = False,
     ) -> None:
-        super().__init__(message)
+        # Not super(): adapters mix this class with smtplib exceptions whose
+        # __init__ takes other arguments (see smtpsec._smtplib_errors).
+        SMTPSecError.__init__(self, message)
         self.code = code
         self.text = text
         self.server_text_authenticated = server_text_authenticated

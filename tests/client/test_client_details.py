@@ -133,3 +133,9 @@ def test_auto_without_port_falls_back_only_when_unreachable() -> None:
     """Security.AUTO with no port tries 465 then 587; both unreachable → one ConnectError."""
     with pytest.raises(smtpsec.ConnectError, match="any submission port"):
         smtpsec.connect("127.0.0.1", timeout=2)
+
+
+def test_port_25_warns_that_it_is_for_relay() -> None:
+    """R-6409-3.1-1: submission belongs on 465/587; port 25 gets a warning."""
+    with pytest.warns(smtpsec.SMTPSecWarning, match="relay"), pytest.raises(smtpsec.SMTPSecError):
+        smtpsec.connect("127.0.0.1", 25, timeout=1)
