@@ -188,13 +188,21 @@ class TLSMemory:
     Args:
         path: the store file; its directory is created (mode 0700) on first write.
         lock_timeout: seconds to wait for another process's lock before raising.
+        must_exist: the store was set up before, so a *missing* file means it was
+            deleted or moved (perhaps to wipe the record of TLS): fail closed as
+            for a corrupt file (R-LIB-GUARD-2) instead of starting empty.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, lock_timeout: float = _DEFAULT_LOCK_TIMEOUT
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float = _DEFAULT_LOCK_TIMEOUT,
+        must_exist: bool = False,
     ) -> None:
         self._path = Path(os.fspath(path))
         self._lock_timeout = lock_timeout
+        self._must_exist = must_exist
 
     def __repr__(self) -> str:
         return f"TLSMemory({str(self._path)!r})"
@@ -317,6 +325,12 @@ class TLSMemory:
             with self._path.open("rb") as stream:
                 data = stream.read(_MAX_STORE_BYTES + 1)
         except FileNotFoundError:
+            if self._must_exist:
+                raise _CorruptStoreError(
+                    "the file is missing although must_exist=True (deleted or moved?); "
+                    "restore it, or create a new store with TLSMemory(path) if that was "
+                    "intended"
+                ) from None
             return {}
         except OSError as exc:
             raise _CorruptStoreError(f"cannot read it: {exc.strerror or exc}") from exc

@@ -396,3 +396,19 @@ def test_concurrent_processes_merge_instead_of_clobbering(store: Path) -> None:
         "tls-memory.json",
         "tls-memory.json.lock",
     ]
+
+
+def test_must_exist_store_that_vanished_fails_closed(tmp_path: Path) -> None:
+    """R-LIB-GUARD-2: an expected store that is missing is treated like a corrupt one."""
+    path = tmp_path / "memory.json"
+    account = Account("ann", "smtp.example.test", 587)
+    TLSMemory(path).record(account, mode="starttls", tls_version="TLSv1.3")
+    path.unlink()
+    strict = TLSMemory(path, must_exist=True)
+    other = Account("bob", "elsewhere.test", 465)
+    with pytest.warns(SMTPSecWarning, match="missing"):
+        assert strict.requires_tls(other)
+    assert strict.corrupt is not None
+    with pytest.raises(PolicyError, match="must_exist"):
+        strict.record(account, mode="starttls", tls_version="TLSv1.3")
+    assert not TLSMemory(path).requires_tls(other)  # without the flag: empty store
