@@ -18,7 +18,13 @@ from ._types import BODY_CHUNK_SIZE
 from .errors import InvalidArgumentError
 from .sansio import BdatEncoder, mailbox_needs_smtputf8, validate_mailbox
 
-__all__ = ["MessageInput", "PreparedMessage", "envelope_from_headers", "prepare_message"]
+__all__ = [
+    "MessageInput",
+    "PreparedMessage",
+    "check_headers",
+    "envelope_from_headers",
+    "prepare_message",
+]
 
 #: What ``Session.send`` accepts as a message.
 MessageInput = Message | bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
@@ -116,7 +122,8 @@ def envelope_from_headers(msg: Message) -> tuple[str, list[str]]:
     return sender, recipients
 
 
-def _check_headers(msg: Message) -> None:
+def check_headers(msg: Message) -> None:
+    """Refuse header names and stored values that would inject headers (R-PY-18)."""
     # R-PY-18: a CR or LF in a header value that is not a fold would add a header.
     # The *stored* values are checked (raw_items): ``set_raw`` bypasses the checks
     # that ``msg[name] = value`` makes, and ``items()`` hides the break.
@@ -197,7 +204,7 @@ def _render(msg: Message, policy: email.policy.Policy) -> memoryview:
 def _from_message(
     message: Message, sender: str | None, recipients: Iterable[str] | None
 ) -> tuple[str | None, list[str], PreparedMessage]:
-    _check_headers(message)
+    check_headers(message)
     if sender is None or recipients is None:
         # Headers give the envelope only where the caller did not (so a message
         # with ambiguous Resent- blocks is fine once both are passed).

@@ -15,7 +15,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import Iterable
-from email.message import Message
 from smtplib import SMTPServerDisconnected
 from typing import Final
 
@@ -29,7 +28,6 @@ __all__ = [
     "ReplyReader",
     "check_address",
     "check_command",
-    "check_headers",
     "check_options",
     "data_payload",
     "loggable",
@@ -49,7 +47,6 @@ _COMMAND_BAD_RE: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 #: Anything that would end or split an envelope address or an ESMTP option.
 _ARGUMENT_BAD_RE: Final = re.compile("[\x00-\x1f\x7f\u2028\u2029]")
 #: A header line break that is not a fold (CRLF/LF followed by SP or HT).
-_HEADER_BREAK_RE: Final = re.compile(r"\r(?!\n)|\n(?![ \t])")
 
 
 def resolve_timeout(timeout: object) -> float:
@@ -189,16 +186,6 @@ def check_options(options: Iterable[str], what: str) -> list[str]:
                 "its own list item, e.g. ['BODY=8BITMIME', 'SMTPUTF8']"
             )
     return checked
-
-
-def check_headers(msg: Message) -> None:
-    """Refuse header values whose line breaks would start a new header (R-PY-18)."""
-    for name, value in msg.items():
-        if _HEADER_BREAK_RE.search(str(value)):
-            raise InvalidArgumentError(
-                f"header {name!r} contains a line break that would start a new header "
-                "(header injection); remove CR/LF from the value"
-            )
 
 
 # --------------------------------------------------------------------------- data

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Final
 
 from ._establish import Established, Recipe
 from ._io import IO, run_sync
@@ -26,6 +27,9 @@ from .transports import SocketTransport, Transport, open_socket
 __all__ = ["Outgoing", "Session", "SessionCore", "connect", "connect_transport", "send"]
 
 TokenSource = str | Callable[[], str]
+
+#: Seconds close() waits for the 221 to QUIT.
+_QUIT_WAIT: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,9 @@ class SessionCore:
             return
         self._closed = True
         if self._wire.conn.state not in (State.CLOSED, State.TLS_PENDING):
+            # "Wait briefly for 221": a server that never answers QUIT must not hold
+            # the caller for a whole reply timeout.
+            self._wire.timeout = min(self._wire.timeout, _QUIT_WAIT)
             with contextlib.suppress(SMTPSecError, OSError):
                 yield from self._wire.one(Command("QUIT"))
         with contextlib.suppress(OSError):

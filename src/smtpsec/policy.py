@@ -174,7 +174,9 @@ class Policy:
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback address literals."""
     name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
+    # Only the name itself: "*.localhost" is loopback by RFC 6761, but many
+    # resolvers send it to DNS, where an attacker could answer.
+    if name in ("localhost", "localhost."):
         return True
     try:
         return ipaddress.ip_address(name).is_loopback

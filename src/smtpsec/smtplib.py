@@ -57,9 +57,10 @@ from smtplib import quotedata as quotedata
 from typing import TYPE_CHECKING
 
 from . import _smtplib_auth, _smtplib_send, _smtplib_tls
+from ._message import check_headers
 from ._smtplib_compat import WireSMTP
 from ._smtplib_errors import DataRefused
-from ._smtplib_io import check_address, check_headers, check_options, data_payload, message_bytes
+from ._smtplib_io import check_address, check_options, data_payload, message_bytes
 from .errors import LocalProtocolError
 
 if TYPE_CHECKING:

@@ -505,3 +505,22 @@ def test_socket_errors_become_disconnects(smtpsec_server) -> None:
     s.sock.close()
     with pytest.raises(smtplib.SMTPServerDisconnected, match="Server not connected"):
         s.noop()
+
+
+def test_set_raw_header_injection_is_refused_r_py_18(smtpsec_server) -> None:
+    """A break stored with set_raw (hidden by items()) is refused; nothing is sent."""
+    from email.message import EmailMessage
+
+    srv = smtpsec_server("none")
+    msg = EmailMessage()
+    msg["From"] = "a@example.test"
+    msg["To"] = "b@example.test"
+    msg.set_raw("Subject", "hi\r\nBcc: secret-bcc@example.test")
+    msg.set_content("body\n")
+    s = smtplib.SMTP("127.0.0.1", srv.port)
+    with pytest.raises(smtpsec.InvalidArgumentError, match="R-PY-18"):
+        s.send_message(msg)
+    s.quit()
+    capture = srv.connections[0]
+    assert "MAIL" not in capture.commands
+    assert srv.messages == []

@@ -139,3 +139,16 @@ def test_port_25_warns_that_it_is_for_relay() -> None:
     """R-6409-3.1-1: submission belongs on 465/587; port 25 gets a warning."""
     with pytest.warns(smtpsec.SMTPSecWarning, match="relay"), pytest.raises(smtpsec.SMTPSecError):
         smtpsec.connect("127.0.0.1", 25, timeout=1)
+
+
+def test_close_waits_only_briefly_for_221(ca: CA, policy: smtpsec.Policy) -> None:
+    """close() bounds the wait for 221 (not the whole reply timeout): QUIT goes out,
+    the server never answers, and close() still returns and closes the connection."""
+    with SMTPServer(_leaf(ca), tls="implicit", replies={"QUIT": None}) as srv:
+        session = smtpsec.connect(
+            "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=600
+        )
+        session.close()
+        assert session.closed
+        capture = srv.wait_for_connections(1, timeout=10)[0]
+        assert capture.commands_post_tls[-1] == "QUIT"
