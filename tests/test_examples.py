@@ -31,6 +31,7 @@ def test_examples_exist() -> None:
         "send_many.py",
         "oauth2_token_provider.py",
         "private_ca.py",
+        "async_send.py",
     } <= names
 
 

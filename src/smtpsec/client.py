@@ -113,7 +113,19 @@ class SessionCore:
     def _noop_steps(self) -> IO[Reply]:
         if self.closed:
             raise LocalProtocolError("this session is closed; open a new one with connect()")
-        return (yield from self._wire.one(Command("NOOP")))
+        try:
+            return (yield from self._wire.one(Command("NOOP")))
+        except BaseException:
+            # No reply (timeout, drop, cancellation): one may still be in flight and
+            # would be taken as the next command's answer, so the session ends here.
+            yield from self._abandon_steps()
+            raise
+
+    def _abandon_steps(self) -> IO[None]:
+        """Close the connection without QUIT (a reply may still be due)."""
+        self._closed = True
+        with contextlib.suppress(SMTPSecError, OSError):
+            yield from self._wire.close()
 
     def _close_steps(self) -> IO[None]:
         if self._closed:

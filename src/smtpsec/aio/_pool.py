@@ -30,6 +30,8 @@ class Pool:
       connections) while others are open, the pool shrinks to what the server
       accepts and waits for a free session instead of failing.
     * :meth:`send_many` spreads batches across connections, each pipelined.
+    * A task cancelled while it holds or checks a session closes that session
+      and frees its place.
 
     Per-message refusals (including 4xx rate limits) are returned as outcomes,
     never retried automatically: retrying is the application's decision.
@@ -41,6 +43,9 @@ class Pool:
         health_check_after: idle seconds after which a NOOP checks a session.
         max_idle: idle seconds after which a session is closed instead of reused.
         **connect_args: everything else :func:`smtpsec.aio.connect` takes.
+
+    Raises:
+        PolicyError: ``size`` is less than 1.
     """
 
     def __init__(
@@ -86,7 +91,16 @@ class Pool:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """Borrow a healthy session; it returns to the pool (or is replaced) after."""
+        """Borrow a healthy session; it returns to the pool (or is replaced) after.
+
+        Raises:
+            ConnectError: the pool is closed, or no connection could be opened.
+            TimeoutError: connecting timed out.
+            ReplyError: the server refused the connection or the login (the
+                ``421`` of a server at its connection limit only when no other
+                connection of the pool is open).
+            SecurityError: a security requirement was not met; nothing was sent.
+        """
         session = await self._acquire()
         try:
             yield session
@@ -94,44 +108,51 @@ class Pool:
             await self._release(session)
 
     async def _acquire(self) -> AsyncSession:
-        async with self._cond:
-            while True:
-                if self._closed:
-                    raise ConnectError("the pool is closed")
-                while self._idle:
-                    session, since = self._idle.pop()
-                    if await self._healthy(session, time.monotonic() - since):
-                        return session
-                    self._open -= 1
-                if self._open < self._limit:
-                    self._open += 1
-                    break
-                await self._cond.wait()
+        # Book-keeping happens under the lock, network I/O outside it: a health
+        # check or a slow server must not hold up the other tasks, and since
+        # nothing awaits while holding the lock, taking it never suspends, so a
+        # cancellation cannot fall between taking a slot and recording it.
+        while True:
+            session: AsyncSession | None = None
+            async with self._cond:
+                while True:
+                    if self._closed:
+                        raise ConnectError("the pool is closed; create a new Pool to send more")
+                    if self._idle:
+                        session, since = self._idle.pop()
+                        break
+                    if self._open < self._limit:
+                        self._open += 1
+                        break
+                    await self._cond.wait()
+            if session is None:
+                fresh = await self._connect()
+                if fresh is not None:
+                    return fresh
+            elif await self._healthy(session, time.monotonic() - since):
+                return session
+
+    async def _connect(self) -> AsyncSession | None:
+        """Open a session in a slot already counted; ``None``: refused with 421, wait."""
         try:
             return await connect(self._host, self._port, **self._connect_args)
-        except ReplyError as exc:
-            async with self._cond:
-                self._open -= 1
-                if exc.code == 421 and self._open > 0:
-                    # RFC 5321 §3.8 / too many connections: shrink and wait for one.
-                    self._limit = max(1, self._open)
-                    self._cond.notify_all()
-                    retry = True
-                else:
-                    retry = False
+        except BaseException as exc:
+            self._open -= 1
+            # RFC 5321 §3.8 / "too many connections" while others are open:
+            # shrink to what the server accepts and wait for a session instead.
+            retry = isinstance(exc, ReplyError) and exc.code == 421 and self._open > 0
             if retry:
-                return await self._acquire()
-            raise
-        except BaseException:
-            async with self._cond:
-                self._open -= 1
-                self._cond.notify_all()
+                self._limit = max(1, self._open)
+            await self._wake_all()
+            if retry:
+                return None
             raise
 
     async def _healthy(self, session: AsyncSession, idle: float) -> bool:
-        if session.closed:
-            return False
+        """Check an idle session before reuse; close it and free its slot if it fails."""
         try:
+            if session.closed:
+                raise ConnectError("closed while idle")
             if idle > self._max_idle:
                 raise ConnectError("idle too long")
             await session.check_idle()
@@ -139,22 +160,35 @@ class Pool:
                 reply = await session.noop()
                 if not reply.is_success:
                     raise ConnectError(f"NOOP answered {reply.code}")
-        except (SMTPSecError, OSError):
-            await _close_quietly(session)
-            return False
+        except BaseException as exc:
+            # Also when cancelled: a NOOP may be in flight, so never reuse it.
+            await self._discard(session)
+            if isinstance(exc, (SMTPSecError, OSError)):
+                return False
+            raise
         return True
 
-    async def _release(self, session: AsyncSession) -> None:
-        async with self._cond:
-            if session.closed or self._closed:
-                self._open -= 1
-                drop = True
-            else:
-                self._idle.append((session, time.monotonic()))
-                drop = False
-            self._cond.notify()
-        if drop:
+    async def _discard(self, session: AsyncSession) -> None:
+        """Close a session that is not reused, then free its slot."""
+        try:
             await _close_quietly(session)
+        finally:
+            # Freed only now, so a replacement never overlaps the old connection.
+            self._open -= 1
+            await self._wake_all()
+
+    async def _wake_all(self) -> None:
+        # Every waiter re-checks the pool: a woken waiter that is cancelled
+        # before it runs would otherwise swallow the only wake-up.
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def _release(self, session: AsyncSession) -> None:
+        if session.closed or self._closed:
+            await self._discard(session)
+        else:
+            self._idle.append((session, time.monotonic()))
+            await self._wake_all()
 
     # ------------------------------------------------------------------ sending
 
@@ -166,7 +200,15 @@ class Pool:
         recipients: Iterable[str] | None = None,
         options: SendOptions | None = None,
     ) -> SendResult:
-        """Send one message on a pooled session."""
+        """Send one message on a pooled session (see :meth:`smtpsec.Session.send`).
+
+        Returns:
+            The :class:`~smtpsec.SendResult`.
+
+        Raises:
+            SMTPSecError: the refusal or failure of this message, or one of the
+                errors of :meth:`session`.
+        """
         async with self.session() as session:
             return await session.send(
                 message, sender=sender, recipients=recipients, options=options
@@ -181,8 +223,21 @@ class Pool:
     ) -> list[SendResult | SMTPSecError]:
         """Send ``messages`` in pipelined batches spread over the pool's connections.
 
+        Args:
+            messages: what :meth:`smtpsec.Session.send_many` accepts.
+            options: DSN and other ESMTP options for every message.
+            batch: messages per batch; each batch goes on one connection.
+
         Returns:
-            One outcome per message, in the original order.
+            One outcome per message, in the original order: a
+            :class:`~smtpsec.SendResult` or the error for that message. A batch
+            whose connection could not be opened gets that error for each of
+            its messages (none of them was sent).
+
+        Raises:
+            PolicyError: ``batch`` is less than 1.
+            SecurityError: a security requirement was not met (raised once every
+                batch has ended).
         """
         if batch < 1:
             raise PolicyError("batch must be at least 1")
@@ -196,16 +251,27 @@ class Pool:
                 # The connection could not be opened: none of this batch was sent.
                 return [exc] * len(chunk)
 
-        results = await asyncio.gather(*(run(chunk) for chunk in chunks))
-        return [outcome for part in results for outcome in part]
+        # return_exceptions: an error that is not an outcome (a SecurityError,
+        # say) is raised only once every batch has finished; plain gather would
+        # raise at once and leave the other batches running unattended.
+        parts = await asyncio.gather(*(run(chunk) for chunk in chunks), return_exceptions=True)
+        outcomes: list[SendResult | SMTPSecError] = []
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+            outcomes.extend(part)
+        return outcomes
 
     async def close(self) -> None:
-        """Close every idle session; sessions in use close when returned."""
-        async with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._open -= len(idle)
-            self._cond.notify_all()
+        """Close every idle session; sessions in use close when returned.
+
+        Afterwards every use of the pool raises :class:`~smtpsec.ConnectError`,
+        also in tasks that were waiting for a session.
+        """
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        await self._wake_all()  # waiting tasks now raise ConnectError
         for session, _since in idle:
             await _close_quietly(session)
 

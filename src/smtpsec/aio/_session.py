@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import Any
@@ -22,7 +23,15 @@ __all__ = ["AsyncSession", "Connecting", "connect", "send"]
 
 
 class AsyncSession(SessionCore):
-    """An open, checked session for asyncio code. Create it with :func:`connect`."""
+    """An open, checked session for asyncio code. Create it with :func:`connect`.
+
+    The blocking :class:`smtpsec.Session` with coroutines: the same checks,
+    errors and report. Use it as an async context manager, or ``await close()``.
+    Cancelling a task inside one of its coroutines closes the connection.
+
+    Attributes:
+        report: the :class:`~smtpsec.report.SecurityReport` of this session.
+    """
 
     async def __aenter__(self) -> AsyncSession:
         return self
@@ -43,7 +52,11 @@ class AsyncSession(SessionCore):
         recipients: Iterable[str] | None = None,
         options: SendOptions | None = None,
     ) -> SendResult:
-        """Send one message; see :meth:`smtpsec.Session.send`."""
+        """Send one message; arguments and errors as for :meth:`smtpsec.Session.send`.
+
+        Returns:
+            The :class:`~smtpsec.SendResult`; refused recipients are in ``result.refused``.
+        """
         item = Outgoing(message, sender, recipients)
         return _single(await run_async(self._send_steps([item], options)))
 
@@ -53,23 +66,58 @@ class AsyncSession(SessionCore):
         *,
         options: SendOptions | None = None,
     ) -> list[SendResult | SMTPSecError]:
-        """Send many messages pipelined on one connection (see ``Session.send_many``)."""
+        """Send many messages pipelined on this connection (see :meth:`smtpsec.Session.send_many`).
+
+        Returns:
+            One :class:`~smtpsec.SendResult` or exception per message, in order.
+        """
         return await run_async(self._send_steps(messages, options))
 
     async def noop(self) -> Reply:
-        """Send NOOP and return the reply."""
-        return await run_async(self._noop_steps())
+        """Send NOOP (a cheap liveness check) and return the reply.
+
+        If no reply comes (timeout, dropped connection) or the task is
+        cancelled while waiting, the session is closed: a reply still in
+        flight would otherwise be taken as the answer to the next command.
+        """
+        try:
+            return await run_async(self._noop_steps())
+        except BaseException:
+            await self._abandon()
+            raise
 
     async def check_idle(self) -> None:
         """Raise if the server dropped this idle connection or sent unsolicited data.
 
-        Costs no round trip: it only looks at what already arrived.
+        Costs no round trip: it only looks at what already arrived. When it
+        raises, the session is closed.
+
+        Raises:
+            ConnectError: the server closed the connection (EOF, or ``421``).
+            RemoteProtocolError: the server sent data nobody asked for.
         """
-        await run_async(self._wire.check_idle())
+        try:
+            await run_async(self._wire.check_idle())
+        except SMTPSecError:
+            await self._abandon()
+            raise
 
     async def close(self) -> None:
-        """Send QUIT, wait briefly for 221, close TLS cleanly."""
-        await run_async(self._close_steps())
+        """Send QUIT, wait briefly for 221, close TLS cleanly (close_notify).
+
+        Cancelled while waiting for the ``221``, it still closes the connection.
+        """
+        try:
+            await run_async(self._close_steps())
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _abandon(self) -> None:
+        """Close the connection without QUIT (a reply may still be due)."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            await run_async(self._wire.close())
 
 
 class Connecting:
@@ -105,8 +153,9 @@ class Connecting:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
+        # Only reached after __aenter__ succeeded (otherwise its error propagates).
+        assert self._session is not None
+        await self._session.close()
 
 
 def connect(

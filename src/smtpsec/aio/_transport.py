@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ..errors import ConnectError
 from ..errors import TimeoutError as DeadlineError
@@ -12,6 +14,30 @@ from ..tls import TLSInfo, tls_info
 from ..transports._socket import _sni, connect_failure, unbracket
 
 __all__ = ["AsyncTransport", "open_connection"]
+
+T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+
+    async def _bounded(step: Awaitable[T], timeout: float) -> T:
+        """Await ``step`` for at most ``timeout`` seconds (``asyncio.TimeoutError`` after).
+
+        Not ``asyncio.wait_for``: before Python 3.12 it swallows a cancellation
+        that arrives just as ``step`` completes, and the task would go on as if
+        it had never been cancelled. ``asyncio.timeout`` keeps it.
+        """
+        async with asyncio.timeout(timeout):
+            return await step
+
+else:  # pragma: no cover - Python 3.10 has no asyncio.timeout; the rare race remains
+
+    async def _bounded(step: Awaitable[T], timeout: float) -> T:
+        return await asyncio.wait_for(step, timeout)
+
+
+#: Received bytes held before reading pauses: a server that floods an idle or
+#: busy client meets TCP backpressure, not unbounded memory.
+_BUFFER_LIMIT = 256 * 1024
 
 
 class _Protocol(asyncio.Protocol):
@@ -21,11 +47,29 @@ class _Protocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.eof = False
         self.error: BaseException | None = None
+        self.transport: asyncio.Transport | None = None
+        self._paused = False
         self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > _BUFFER_LIMIT and not self._paused and self.transport:
+            self.transport.pause_reading()
+            self._paused = True
         self._wake()
+
+    def take(self) -> bytes:
+        """Hand out what is buffered and let reading resume."""
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        if self._paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        self._paused = False
+        return data
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -42,21 +86,32 @@ class _Protocol(asyncio.Protocol):
             self._waiter.set_result(None)
 
     async def wait(self, timeout: float) -> None:
+        """Wait until data, EOF or an error arrives; ``asyncio.TimeoutError`` after ``timeout``."""
         # The future exists before anything can run: data arriving from now on
-        # wakes it (a coroutine wrapped by wait_for would start a step later and
-        # could miss a wake-up).
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        # wakes it. It is awaited directly with a timer, not through
+        # asyncio.wait_for, which before Python 3.12 swallows a cancellation
+        # that arrives in the same loop iteration as the data (see _bounded).
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _expire, waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            await waiter
         finally:
+            timer.cancel()
             self._waiter = None
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    # Already done only if data and the deadline fell in the same loop pass.
+    if not waiter.done():  # pragma: no branch
+        waiter.set_exception(asyncio.TimeoutError())
 
 
 async def open_connection(host: str, port: int, *, timeout: float) -> AsyncTransport:
     """Open a TCP connection (no TLS yet)."""
     loop = asyncio.get_running_loop()
     try:
-        transport, protocol = await asyncio.wait_for(
+        transport, protocol = await _bounded(
             loop.create_connection(_Protocol, unbracket(host), port), timeout
         )
     except asyncio.TimeoutError as exc:
@@ -118,8 +173,7 @@ class AsyncTransport:
                     f"no complete reply from {self._peer} within the timeout; the server is "
                     "slow, stuck, or sending too slowly (raise timeout= if it is just slow)"
                 ) from exc
-        data = bytes(proto.buffer)
-        proto.buffer.clear()
+        data = proto.take()
         if not data and proto.error is not None:
             raise ConnectError(f"connection to {self._peer} lost: {proto.error}")
         return data
@@ -132,9 +186,7 @@ class AsyncTransport:
             await asyncio.sleep(0)
         proto = self._protocol
         if proto.buffer:
-            data = bytes(proto.buffer)
-            proto.buffer.clear()
-            return data
+            return proto.take()
         return b"" if proto.eof else None
 
     async def pending_plaintext(self) -> bytes:
@@ -152,8 +204,13 @@ class AsyncTransport:
     ) -> AsyncTransport:
         """Run the TLS handshake with ``loop.start_tls``; return the TLS transport."""
         loop = asyncio.get_running_loop()
+        # On Python 3.11+ loop.start_tls swaps the protocol before the loop runs
+        # again, so plaintext arriving after the caller's pending_plaintext()
+        # check goes into the handshake and breaks it (fail closed). On 3.10,
+        # wait_for starts it a loop pass later; bytes landing in that gap are
+        # caught before the next command as a RemoteProtocolError.
         try:
-            new = await asyncio.wait_for(
+            new = await _bounded(
                 loop.start_tls(
                     self._transport,
                     self._protocol,
@@ -179,6 +236,7 @@ class AsyncTransport:
             ) from exc
         if new is None:  # pragma: no cover - only when the loop is closing
             raise ConnectError(f"connection to {self._peer} closed during the TLS handshake")
+        self._protocol.transport = new  # pause/resume reading now act on TLS
         sslobj = new.get_extra_info("ssl_object")
         name_ok = context.check_hostname
         if verify_identity is not None:
