@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 from . import auth as sasl
 from ._io import IO, call
-from ._types import SMTP_PORT
+from ._types import QUIT_WAIT, SMTP_PORT
 from ._wire import Wire
 from .discovery import Endpoint
 from .errors import (
@@ -430,7 +430,7 @@ def _authenticate(
 def _quit_quietly(transport: AnyTransport, wire: Wire | None) -> IO[None]:
     # Every failure sends QUIT if the channel is usable (never mid-handshake), then closes.
     if wire is not None and wire.conn.awaiting == 0 and wire.conn.state not in _NO_QUIT:
-        wire.timeout = min(wire.timeout, 2.0)
+        wire.timeout = min(wire.timeout, QUIT_WAIT)
         with contextlib.suppress(Exception):  # best effort: the original error matters
             yield from wire.one(Command("QUIT"))
     closing = [transport]

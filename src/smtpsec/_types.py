@@ -27,3 +27,7 @@ MAX_PATH: Final = 256
 
 #: Default chunk size when streaming a message body.
 BODY_CHUNK_SIZE: Final = 64 * 1024
+
+#: Seconds to wait for the 221 to QUIT when closing: a server that never answers
+#: must not hold the caller for a whole reply timeout (R-8314-3.4-2).
+QUIT_WAIT: Final = 2.0

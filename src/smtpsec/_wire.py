@@ -151,10 +151,3 @@ class Wire:
         yield from self.send(command)
         (response,) = yield from self.read(1)
         return response.reply
-
-    def ensure_drained(self) -> None:
-        """Fail if a reply arrived that no command asked for."""
-        if self._ready:
-            raise RemoteProtocolError(
-                f"{self.peer} sent more replies than commands; connection closed (R-LIB-DESYNC-1)"
-            )

@@ -10,12 +10,12 @@ import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
 
 from ._establish import Established, Recipe
 from ._io import IO, run_sync
 from ._message import MessageInput, PreparedMessage, prepare_message
 from ._sending import SendOptions, SendResult, run_transactions
+from ._types import QUIT_WAIT
 from .discovery import Endpoint
 from .errors import ConnectError, LocalProtocolError, SMTPSecError
 from .errors import TimeoutError as DeadlineError
@@ -27,9 +27,6 @@ from .transports import SocketTransport, Transport, open_socket
 __all__ = ["Outgoing", "Session", "SessionCore", "connect", "connect_transport", "send"]
 
 TokenSource = str | Callable[[], str]
-
-#: Seconds close() waits for the 221 to QUIT.
-_QUIT_WAIT: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +131,7 @@ class SessionCore:
         if self._wire.conn.state not in (State.CLOSED, State.TLS_PENDING):
             # "Wait briefly for 221": a server that never answers QUIT must not hold
             # the caller for a whole reply timeout.
-            self._wire.timeout = min(self._wire.timeout, _QUIT_WAIT)
+            self._wire.timeout = min(self._wire.timeout, QUIT_WAIT)
             with contextlib.suppress(SMTPSecError, OSError):
                 yield from self._wire.one(Command("QUIT"))
         with contextlib.suppress(OSError):

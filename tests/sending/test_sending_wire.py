@@ -78,13 +78,3 @@ def test_extra_reply_is_a_protocol_error() -> None:
     run_sync(wire.send(Command("NOOP")))
     with pytest.raises(RemoteProtocolError, match="nobody asked for"):
         run_sync(wire.read(1))
-
-
-def test_ensure_drained() -> None:
-    wire, _ = _wire(b"250 a\r\n250 b\r\n")
-    run_sync(wire.send(Command("RSET"), Command("RSET")))
-    run_sync(wire.read(1))
-    with pytest.raises(RemoteProtocolError, match="more replies than commands"):
-        wire.ensure_drained()
-    run_sync(wire.read(1))
-    wire.ensure_drained()
