@@ -266,6 +266,13 @@ def endpoint_setup(
     *,
     confirmed_target: bool,
 ) -> tuple[str, int, Security, ReferenceIdentity]:
+    """Host, port, mode and RFC 7817 reference identity for a discovered endpoint.
+
+    Raises:
+        PolicyError: a conflicting mode, port or ``ssl_context`` was given.
+        UntrustedDiscoveryError: an unsigned answer points outside the domain and
+            the user has not confirmed the target (RFC 8314 §5.1).
+    """
     wanted = Security(endpoint.security)
     if security not in (Security.AUTO, wanted):
         raise PolicyError(
