@@ -87,12 +87,9 @@ def test_proxy_rejects_negative_delay() -> None:
         DelayProxy(("127.0.0.1", 1), one_way_delay=-0.1)
 
 
-def test_proxy_closes_client_when_upstream_refuses() -> None:
+def test_proxy_closes_client_when_upstream_refuses(refused_port: int) -> None:
     """An unreachable target ends the client's connection instead of hanging it."""
-    closed = socket.create_server(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
-    with DelayProxy(("127.0.0.1", port), one_way_delay=0.0) as proxy:
+    with DelayProxy(("127.0.0.1", refused_port), one_way_delay=0.0) as proxy:
         with socket.create_connection(proxy.address, timeout=5.0) as sock:
             assert sock.recv(10) == b""
         assert proxy.wait_idle(5.0)

@@ -180,7 +180,7 @@ def _policy(msg: Message, *, utf8: bool, seven_bit: bool = False) -> email.polic
     return policy.clone(cte_type="7bit") if seven_bit else policy
 
 
-def _render(msg: Message, policy: email.policy.Policy) -> memoryview:
+def _render(msg: Message, policy: email.policy.Policy) -> bytes:
     buf = io.BytesIO()
     try:
         email.generator.BytesGenerator(buf, mangle_from_=False, policy=policy).flatten(msg)
@@ -189,8 +189,12 @@ def _render(msg: Message, policy: email.policy.Policy) -> memoryview:
             f"the message could not be serialised ({type(exc).__name__}: {exc}); nothing "
             "was sent. Fix the message (headers, charsets, transfer encodings)"
         ) from exc
-    # A view of the buffer, not ``getvalue()``: no second copy of the message.
-    data = buf.getbuffer()
+    # ``getvalue()`` hands over BytesIO's own buffer without copying it (CPython
+    # shares it when nothing else exported it). Never ``getbuffer()``: a view
+    # that outlives its BytesIO in a reference cycle crashes the collector on
+    # CPython 3.12 (gh-111049) and raises BufferError on 3.13 (gh-111331).
+    data = buf.getvalue()
+    buf.close()
     head = _HEADER_END.search(data)
     if _BCC_LINE.search(data, 0, head.end() if head else len(data)):
         # Defence in depth: Bcc was deleted, so a Bcc line here was injected.
@@ -260,9 +264,9 @@ def prepare_message(
     if isinstance(message, Message):
         sender, recipients, prepared = _from_message(message, sender, recipients)
     elif isinstance(message, (bytes, bytearray, memoryview)):
-        view = _byte_view(message)
-        size, eight_bit = _scan(_bytes_source(view)())
-        prepared = PreparedMessage("", (), _bytes_source(view), size, eight_bit, False)
+        octets = _as_bytes(message)
+        size, eight_bit = _scan(_bytes_source(octets)())
+        prepared = PreparedMessage("", (), _bytes_source(octets), size, eight_bit, False)
     elif isinstance(message, io.IOBase) or hasattr(message, "read"):
         body, file_size, eight = _file_source(message)  # type: ignore[arg-type]
         prepared = PreparedMessage("", (), body, file_size, eight, False)
@@ -293,12 +297,18 @@ def prepare_message(
     return replace(prepared, sender=sender, recipients=rcpts, smtputf8=utf8)
 
 
-def _byte_view(data: bytes | bytearray | memoryview) -> memoryview:
-    view = memoryview(data)
-    try:
-        return view.cast("B")  # no copy of the caller's buffer
-    except TypeError:  # not C-contiguous: one copy is unavoidable
-        return memoryview(view.tobytes())
+def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    """The message octets as ``bytes``, never a view of a buffer the caller owns.
+
+    ``bytes`` is used as is (immutable, no copy). A ``bytearray`` or
+    ``memoryview`` is copied once: a view of the caller's buffer kept by an
+    outcome or a traceback would stop the caller from resizing it
+    (``BufferError``) for as long as that object lives.
+    """
+    if isinstance(data, bytes):
+        return data
+    with memoryview(data) as view:
+        return view.tobytes()
 
 
 def _scan(chunks: Iterable[bytes]) -> tuple[int, bool]:
@@ -316,10 +326,13 @@ def _scan(chunks: Iterable[bytes]) -> tuple[int, bool]:
     return enc.body_octets, eight_bit
 
 
-def _bytes_source(data: memoryview) -> Callable[[], Iterator[bytes]]:
+def _bytes_source(data: bytes) -> Callable[[], Iterator[bytes]]:
     def chunks() -> Iterator[bytes]:
+        if len(data) <= BODY_CHUNK_SIZE:
+            yield data  # the common small message: no copy at all
+            return
         for start in range(0, len(data), BODY_CHUNK_SIZE):
-            yield bytes(data[start : start + BODY_CHUNK_SIZE])
+            yield data[start : start + BODY_CHUNK_SIZE]
 
     return chunks
 

@@ -10,7 +10,6 @@ LMTP runs against aiosmtpd's LMTP server, over TCP and over a Unix socket.
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 import smtpsec
+from netutil import start_aiosmtpd
 from smtpsec import smtplib
 
 BODY = b"Subject: x\r\n\r\nhello\r\n"
@@ -170,12 +170,6 @@ def test_connect_uses_default_port(smtpsec_server) -> None:
 # --------------------------------------------------------------------------- LMTP
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _Handler:
     """aiosmtpd handler answering DATA with one reply per recipient (RFC 2033 §4.2)."""
 
@@ -209,14 +203,13 @@ def lmtp_server(request, tmp_path) -> Iterator[tuple[str, int, _Handler]]:
             return LMTPServer(self.handler, **self.SMTP_kwargs)
 
     if request.param == "tcp":
-        port = _free_port()
-        controller = LMTPController(handler, hostname="127.0.0.1", port=port)
-        host = "127.0.0.1"
+        controller = start_aiosmtpd(handler, controller=LMTPController)
+        host, port = "127.0.0.1", controller.port
     else:
         port = 0
         host = str(tmp_path / "lmtp.sock")
         controller = LMTPController(handler, unix_socket=host)
-    controller.start()
+        controller.start()
     try:
         yield host, port, handler
     finally:

@@ -7,7 +7,6 @@ session and through the pool (R-8314-3.3-2, R-3207-4.2-1).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 import smtpsec
 import smtpsec.aio
+from netutil import start_aiosmtpd
 from smtpsec.testing import LeafCert
 
 USER = "ann"
@@ -47,20 +47,14 @@ def _authenticator(
 def aiosmtpd(smtpsec_cert: LeafCert) -> Iterator[tuple[Controller, _Sink]]:
     """aiosmtpd requiring STARTTLS and AUTH, with the session CA's certificate."""
     sink = _Sink()
-    with socket.socket() as probe:  # aiosmtpd needs a concrete port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(
+    controller = start_aiosmtpd(
         sink,
-        hostname="127.0.0.1",
-        port=port,
         tls_context=smtpsec_cert.server_context(),
         require_starttls=True,
         auth_require_tls=True,
         authenticator=_authenticator,
         server_hostname="localhost",
     )
-    controller.start()
     try:
         yield controller, sink
     finally:

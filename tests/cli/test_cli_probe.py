@@ -7,7 +7,6 @@ EHLO, STARTTLS and QUIT. R-8314-4.1 / RFC 8996: legacy TLS versions are reported
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 from typing import Any
 
@@ -37,12 +36,6 @@ def _only_safe_verbs(server: SMTPServer) -> None:
         assert set(capture.commands) <= ALLOWED, capture.commands
         assert capture.auth == []
         assert capture.messages == []
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_good_implicit_server_passes(
@@ -169,8 +162,10 @@ def test_tls12_only_server_refuses_13(
     assert report["ports"][0]["tls_versions"]["TLSv1.1"] == "refused"
 
 
-def test_unreachable_port_fails(capsys: pytest.CaptureFixture[str], cafile: str) -> None:
-    port = _closed_port()
+def test_unreachable_port_fails(
+    capsys: pytest.CaptureFixture[str], cafile: str, refused_port: int
+) -> None:
+    port = refused_port
     code, out, _err = _run(capsys, "127.0.0.1", "--port", str(port), "--mode", "starttls")
     assert code == 2
     assert f"port {port} is unreachable" in out.splitlines()[-1]
@@ -262,6 +257,7 @@ def test_mode_is_detected_on_unusual_ports(
     cafile: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    refused_port: int,
 ) -> None:
     """A port that greets speaks STARTTLS; one that stays silent waits for a ClientHello."""
     monkeypatch.setattr(_cli_probe, "GREETING_WAIT", 0.2)
@@ -272,8 +268,7 @@ def test_mode_is_detected_on_unusual_ports(
     _code, report = _json(capsys, "localhost", "--port", str(tls.port), "--cafile", cafile)
     assert report["ports"][0]["mode"] == "implicit"
     assert report["verdict"] == "PASS"
-    closed = _closed_port()
-    assert _cli_probe.detect_mode("127.0.0.1", closed, 1.0) == "starttls"
+    assert _cli_probe.detect_mode("127.0.0.1", refused_port, 1.0) == "starttls"
 
 
 def test_default_scan_uses_the_port_table(
@@ -281,6 +276,7 @@ def test_default_scan_uses_the_port_table(
     cafile: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    refused_port: int,
 ) -> None:
     """Without --port every entry of the table is probed (here: loopback stand-ins)."""
     implicit = smtpsec_server("implicit")
@@ -288,7 +284,7 @@ def test_default_scan_uses_the_port_table(
     monkeypatch.setattr(
         _cli_probe,
         "DEFAULT_PORTS",
-        ((implicit.port, "implicit"), (starttls.port, "starttls"), (_closed_port(), "starttls")),
+        ((implicit.port, "implicit"), (starttls.port, "starttls"), (refused_port, "starttls")),
     )
     code, report = _json(capsys, "localhost", "--cafile", cafile)
     assert [p["reachable"] for p in report["ports"]] == [True, True, False]

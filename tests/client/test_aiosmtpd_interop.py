@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -14,6 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 import smtpsec
+from netutil import start_aiosmtpd
 
 
 class _Sink:
@@ -42,20 +42,14 @@ def aiosmtpd_server(ca: trustme.CA) -> Iterator[tuple[Controller, _Sink]]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
     sink = _Sink()
-    with socket.socket() as probe:  # aiosmtpd needs a concrete port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(
+    controller = start_aiosmtpd(
         sink,
-        hostname="127.0.0.1",
-        port=port,
         tls_context=ctx,
         require_starttls=True,
         auth_require_tls=True,
         authenticator=_authenticator,
         server_hostname="localhost",
     )
-    controller.start()
     try:
         yield controller, sink
     finally:

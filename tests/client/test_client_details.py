@@ -11,6 +11,7 @@ import pytest
 import smtpsec
 from smtpsec import Security
 from smtpsec.testing import CA, Drip, SMTPServer
+from smtpsec.transports import MemoryTransport
 
 
 @pytest.fixture(scope="module")
@@ -129,16 +130,21 @@ def test_one_shot_send_and_file_body(ca: CA, policy: smtpsec.Policy, tmp_path: P
         assert srv.messages[0].data.endswith(b"line one\r\n.line two\r\n")
 
 
-def test_auto_without_port_falls_back_only_when_unreachable() -> None:
+def test_auto_without_port_falls_back_only_when_unreachable(
+    refused_submission_ports: tuple[int, int],
+) -> None:
     """Security.AUTO with no port tries 465 then 587; both unreachable → one ConnectError."""
-    with pytest.raises(smtpsec.ConnectError, match="any submission port"):
+    implicit, starttls = refused_submission_ports
+    with pytest.raises(smtpsec.ConnectError, match="any submission port") as caught:
         smtpsec.connect("127.0.0.1", timeout=2)
+    assert f"127.0.0.1:{implicit}" in str(caught.value)
+    assert f"127.0.0.1:{starttls}" in str(caught.value)
 
 
 def test_port_25_warns_that_it_is_for_relay() -> None:
-    """R-6409-3.1-1: submission belongs on 465/587; port 25 gets a warning."""
-    with pytest.warns(smtpsec.SMTPSecWarning, match="relay"), pytest.raises(smtpsec.SMTPSecError):
-        smtpsec.connect("127.0.0.1", 25, timeout=1)
+    """R-6409-3.1-1: submission belongs on 465/587; port 25 gets a warning (before any I/O)."""
+    with pytest.warns(smtpsec.SMTPSecWarning, match="relay"), pytest.raises(smtpsec.TimeoutError):
+        smtpsec.connect_transport(MemoryTransport(), "mail.example.test", 25, timeout=0.1)
 
 
 def test_close_waits_only_briefly_for_221(ca: CA, policy: smtpsec.Policy) -> None:

@@ -259,7 +259,9 @@ def test_recursion_error_is_not_swallowed(
     assert len(srv.messages) == 1
 
 
-def test_unreachable_default_ports_go_to_handle_error(trusting_policy: Policy) -> None:
+def test_unreachable_default_ports_go_to_handle_error(
+    trusting_policy: Policy, refused_submission_ports: tuple[int, int]
+) -> None:
     """A bare host name means port None: smtpsec tries 465, then 587 (never cleartext 25)."""
     handler = RecordingHandler(
         "127.0.0.1", "a@example.test", ["b@example.test"], "s", policy=trusting_policy, timeout=2.0

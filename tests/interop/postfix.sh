@@ -22,15 +22,20 @@
 #
 # Environment (all optional):
 #   SMTPSEC_INTEROP_DIR            state dir, absolute (default /tmp/smtpsec-interop)
-#   SMTPSEC_INTEROP_IMPLICIT_PORT  implicit-TLS submissions port (default 10465)
-#   SMTPSEC_INTEROP_STARTTLS_PORT  STARTTLS submission port (default 10587)
+#   SMTPSEC_INTEROP_IMPLICIT_PORT  implicit-TLS submissions port
+#   SMTPSEC_INTEROP_STARTTLS_PORT  STARTTLS submission port
+# Without them, start picks two free loopback ports (so nothing else running on
+# this machine can collide) and records them in env.json; status and stop read
+# them back from there.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${SMTPSEC_INTEROP_DIR:-/tmp/smtpsec-interop}
 HOST=127.0.0.1
-IMPLICIT_PORT=${SMTPSEC_INTEROP_IMPLICIT_PORT:-10465}
-STARTTLS_PORT=${SMTPSEC_INTEROP_STARTTLS_PORT:-10587}
+ENV_JSON=${SMTPSEC_INTEROP_DIR:-/tmp/smtpsec-interop}/env.json
+saved_port() { [[ -s $ENV_JSON ]] && sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" "$ENV_JSON"; }
+IMPLICIT_PORT=${SMTPSEC_INTEROP_IMPLICIT_PORT:-$(saved_port SMTPSEC_INTEROP_IMPLICIT_PORT || true)}
+STARTTLS_PORT=${SMTPSEC_INTEROP_STARTTLS_PORT:-$(saved_port SMTPSEC_INTEROP_STARTTLS_PORT || true)}
 DOMAIN=example.test
 USER_LOCAL=alice
 USER_ADDR=$USER_LOCAL@$DOMAIN
@@ -51,7 +56,6 @@ MAIL_BASE=$STATE/mail
 MAILDIR=$MAIL_BASE/$USER_LOCAL
 LOG=$STATE/postfix.log
 PASSWORD_FILE=$STATE/password
-ENV_JSON=$STATE/env.json
 
 PACKAGES=(postfix dovecot-core openssl)
 
@@ -68,10 +72,34 @@ check_settings() {
     die "SMTPSEC_INTEROP_DIR may only contain letters, digits and _ . / - (got '$STATE')"
   local port
   for port in "$IMPLICIT_PORT" "$STARTTLS_PORT"; do
+    [[ -z $port ]] && continue # chosen at start
     [[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) ||
       die "port must be a number in 1..65535 (got '$port')"
   done
-  [[ $IMPLICIT_PORT != "$STARTTLS_PORT" ]] || die "the implicit and STARTTLS ports must differ"
+  [[ -z $IMPLICIT_PORT || $IMPLICIT_PORT != "$STARTTLS_PORT" ]] ||
+    die "the implicit and STARTTLS ports must differ"
+}
+
+# A loopback port nobody listens on right now (the kernel's choice for port 0).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+choose_ports() {
+  # Ports given by the caller are used as given: being busy is then an error.
+  # Ports remembered from an earlier run, or none, are replaced by free ones.
+  if [[ -n ${SMTPSEC_INTEROP_IMPLICIT_PORT:-} ]]; then
+    ! port_open "$IMPLICIT_PORT" || die "port $IMPLICIT_PORT (SMTPSEC_INTEROP_IMPLICIT_PORT) is busy"
+  elif [[ -z $IMPLICIT_PORT ]] || port_open "$IMPLICIT_PORT"; then
+    IMPLICIT_PORT=$(free_port)
+  fi
+  if [[ -n ${SMTPSEC_INTEROP_STARTTLS_PORT:-} ]]; then
+    ! port_open "$STARTTLS_PORT" || die "port $STARTTLS_PORT (SMTPSEC_INTEROP_STARTTLS_PORT) is busy"
+  fi
+  while [[ -z $STARTTLS_PORT || $STARTTLS_PORT == "$IMPLICIT_PORT" ]] || port_open "$STARTTLS_PORT"; do
+    [[ -z ${SMTPSEC_INTEROP_STARTTLS_PORT:-} ]] || die "the implicit and STARTTLS ports must differ"
+    STARTTLS_PORT=$(free_port)
+  done
 }
 
 need_root() {
@@ -313,7 +341,8 @@ cmd_start() {
   install -d -m 0755 "$STATE"
   exec 9>>"$STATE/.lock" # serialise concurrent starts
   flock 9
-  if command -v postfix >/dev/null && command -v dovecot >/dev/null && all_ready; then
+  if [[ -n $IMPLICIT_PORT && -n $STARTTLS_PORT ]] && command -v postfix >/dev/null &&
+    command -v dovecot >/dev/null && all_ready; then
     log "already running"
     write_env_json
     log "Postfix log: $LOG  Dovecot log: $DC_LOG  env: $ENV_JSON"
@@ -322,6 +351,7 @@ cmd_start() {
   ensure_packages
   # A half-started previous run (one daemon up, or a stale socket) is reset.
   stop_daemons
+  choose_ports
   configure
   # Dovecot never removes old sockets; a stale anvil-auth-penalty one would make
   # auth retry it for 5 s (see dovecot.conf.in).

@@ -5,7 +5,6 @@ R-1870-2, R-6531-3.4-1)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from aiosmtpd.controller import Controller
 from sending_helpers import CANARY, message
 
 import smtpsec
+from netutil import start_aiosmtpd
 from smtpsec.testing import LeafCert
 
 
@@ -30,20 +30,14 @@ class _Sink:
 @pytest.fixture
 def aiosmtpd(smtpsec_cert: LeafCert) -> Iterator[tuple[Controller, _Sink]]:
     sink = _Sink()
-    with socket.socket() as probe:  # aiosmtpd needs a concrete port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(
+    controller = start_aiosmtpd(
         sink,
-        hostname="127.0.0.1",
-        port=port,
         tls_context=smtpsec_cert.server_context(),
         require_starttls=True,
         enable_SMTPUTF8=True,
         data_size_limit=1_000_000,
         server_hostname="localhost",
     )
-    controller.start()
     try:
         yield controller, sink
     finally:

@@ -19,20 +19,50 @@ T = TypeVar("T")
 
 if sys.version_info >= (3, 11):
 
-    async def _bounded(step: Awaitable[T], timeout: float) -> T:
+    async def _bounded(step: Awaitable[T], timeout: float, dispose: Callable[[T], object]) -> T:
         """Await ``step`` for at most ``timeout`` seconds (``asyncio.TimeoutError`` after).
 
         Not ``asyncio.wait_for``: before Python 3.12 it swallows a cancellation
         that arrives just as ``step`` completes, and the task would go on as if
-        it had never been cancelled. ``asyncio.timeout`` keeps it.
+        it had never been cancelled. ``asyncio.timeout`` keeps it; a result the
+        caller then never uses is cleaned up by the caller's own cancellation
+        handling, so ``dispose`` is not needed here.
         """
         async with asyncio.timeout(timeout):
             return await step
 
-else:  # pragma: no cover - Python 3.10 has no asyncio.timeout; the rare race remains
+else:  # Python 3.10 has no asyncio.timeout
 
-    async def _bounded(step: Awaitable[T], timeout: float) -> T:
-        return await asyncio.wait_for(step, timeout)
+    async def _bounded(step: Awaitable[T], timeout: float, dispose: Callable[[T], object]) -> T:
+        """Await ``step`` for at most ``timeout`` seconds, never losing a cancellation.
+
+        ``step`` runs as its own task and is waited for with ``asyncio.wait``,
+        which (unlike ``wait_for`` on 3.10) raises ``CancelledError`` whenever
+        the caller is cancelled. The abandoned step is cancelled; if it had
+        already produced a result (a connection), ``dispose`` closes it, so a
+        cancelled or timed-out call leaves nothing open.
+        """
+        task = asyncio.ensure_future(step)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            await _abandon(task, dispose)
+            raise
+        if not done:
+            await _abandon(task, dispose)
+            raise asyncio.TimeoutError
+        return task.result()
+
+    async def _abandon(task: asyncio.Future[T], dispose: Callable[[T], object]) -> None:
+        """Cancel ``task``, close what it produced, and wait until it has ended."""
+
+        def cleanup(done: asyncio.Future[T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                dispose(done.result())
+
+        task.add_done_callback(cleanup)  # runs even if we are cancelled again below
+        task.cancel()
+        await asyncio.wait({task})
 
 
 #: Received bytes held before reading pauses: a server that floods an idle or
@@ -101,6 +131,11 @@ class _Protocol(asyncio.Protocol):
             self._waiter = None
 
 
+def _abort(transport: asyncio.BaseTransport | None) -> None:
+    if transport is not None and isinstance(transport, asyncio.Transport):
+        transport.abort()
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     # Already done only if data and the deadline fell in the same loop pass.
     if not waiter.done():  # pragma: no branch
@@ -112,7 +147,9 @@ async def open_connection(host: str, port: int, *, timeout: float) -> AsyncTrans
     loop = asyncio.get_running_loop()
     try:
         transport, protocol = await _bounded(
-            loop.create_connection(_Protocol, unbracket(host), port), timeout
+            loop.create_connection(_Protocol, unbracket(host), port),
+            timeout,
+            dispose=lambda pair: pair[0].abort(),
         )
     except asyncio.TimeoutError as exc:
         raise connect_failure(host, port, TimeoutError(), timeout=timeout) from exc
@@ -219,6 +256,7 @@ class AsyncTransport:
                     ssl_handshake_timeout=timeout,
                 ),
                 timeout,
+                dispose=_abort,
             )
         except asyncio.TimeoutError as exc:
             self._transport.abort()
