@@ -274,7 +274,7 @@ def _converse(
             # Bytes after the 220 and before the handshake: an attack (R-EAST-BR-1).
             raise ResponseInjectionError(
                 f"{wire.peer} sent data after the 220 reply to STARTTLS and before the TLS "
-                "handshake (response injection, R-EAST-BR-1); a genuine server never does"
+                "handshake (response injection); a genuine server never does"
             )
         conn.tls_started()
         notes.handshake_failed = True

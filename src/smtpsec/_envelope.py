@@ -160,7 +160,7 @@ def _fit_body(msg: PreparedMessage, ext: Extensions) -> PreparedMessage:
     if msg.smtputf8 and "SMTPUTF8" not in ext:
         raise CapabilityError(
             "an address needs SMTPUTF8 (RFC 6531), which the server does not offer after "
-            "TLS; nothing was sent. Use ASCII addresses for this server (R-6531-3.2-1)"
+            "TLS; nothing was sent. Use ASCII addresses for this server"
         )
     if not msg.eight_bit or "8BITMIME" in ext:
         return msg
@@ -177,7 +177,7 @@ def _fit_body(msg: PreparedMessage, ext: Extensions) -> PreparedMessage:
         "the message contains 8-bit octets but the server does not offer 8BITMIME"
         + (f", and re-encoding it to 7 bit failed ({cause})" if cause else "")
         + "; nothing was sent. Send an EmailMessage whose parts can be transfer-encoded, "
-        "or encode the body as quoted-printable/base64 yourself (R-5321-2.4-1)"
+        "or encode the body as quoted-printable/base64 yourself"
     ) from cause
 
 
@@ -204,7 +204,7 @@ def plan_envelope(
     if msg.size is not None and limit is not None and msg.size > limit:
         raise CapabilityError(
             f"the message is {msg.size} octets but the server accepts at most {limit} "
-            "(SIZE); nothing was sent. Shrink the message or its attachments (R-1870-3)"
+            "(SIZE); nothing was sent. Shrink the message or its attachments"
         )
     params: dict[str, str | None] = {}
     if msg.size is not None and "SIZE" in ext:

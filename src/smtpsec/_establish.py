@@ -375,7 +375,7 @@ def _check_injection(wire: Wire) -> IO[None]:
         raise ResponseInjectionError(
             f"{wire.peer} (or an attacker in the path) sent data after the 220 reply to "
             "STARTTLS and before the TLS handshake; the connection was aborted "
-            "(R-EAST-BR-1). A genuine server never does this"
+            "(response injection). A genuine server never does this"
         )
 
 

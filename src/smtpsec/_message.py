@@ -123,7 +123,7 @@ def envelope_from_headers(msg: Message) -> tuple[str, list[str]]:
 
 
 def check_headers(msg: Message) -> None:
-    """Refuse header names and stored values that would inject headers (R-PY-18)."""
+    """Refuse header names and stored values that would inject headers."""
     # R-PY-18: a CR or LF in a header value that is not a fold would add a header.
     # The *stored* values are checked (raw_items): ``set_raw`` bypasses the checks
     # that ``msg[name] = value`` makes, and ``items()`` hides the break.
@@ -137,7 +137,7 @@ def check_headers(msg: Message) -> None:
             if _BAD_BREAK.search(str(value)):
                 raise InvalidArgumentError(
                     f"header {name!r} contains a line break that would start a new header "
-                    "(header injection, R-PY-18); nothing was sent. Remove CR/LF from the value"
+                    "(header injection); nothing was sent. Remove CR/LF from the value"
                 )
 
 
@@ -200,7 +200,7 @@ def _render(msg: Message, policy: email.policy.Policy) -> bytes:
         # Defence in depth: Bcc was deleted, so a Bcc line here was injected.
         raise InvalidArgumentError(
             "the serialised message contains a Bcc header although Bcc is removed before "
-            "sending: a header value injected it (R-PY-18); nothing was sent"
+            "sending: a header value injected it; nothing was sent"
         )
     return data
 

@@ -220,7 +220,7 @@ class Login(MechanismBase):
 
 
 class CramMD5(MechanismBase):
-    """RFC 2195 CRAM-MD5; opt-in only: no server authentication (R-LIB-MECH-1)."""
+    """RFC 2195 CRAM-MD5; opt-in only: no server authentication."""
 
     __slots__ = ("_done", "_password", "_user")
     name = "CRAM-MD5"
@@ -302,7 +302,7 @@ class _OAuth(MechanismBase):
 
 
 class XOAuth2(_OAuth):
-    """Google/Microsoft XOAUTH2 (R-XOAUTH2-1): ``user=U^Aauth=Bearer T^A^A``."""
+    """Google/Microsoft XOAUTH2: ``user=U^Aauth=Bearer T^A^A``."""
 
     __slots__ = ("_user",)
     name = "XOAUTH2"
@@ -325,7 +325,7 @@ class XOAuth2(_OAuth):
 
 
 class OAuthBearer(_OAuth):
-    """RFC 7628 OAUTHBEARER (R-7628-3.1-1): GS2 header, then ``^A``-separated pairs."""
+    """RFC 7628 OAUTHBEARER: GS2 header, then ``^A``-separated pairs."""
 
     __slots__ = ("_header",)
     name = "OAUTHBEARER"
@@ -368,7 +368,7 @@ class OAuthBearer(_OAuth):
 
 
 class External(MechanismBase):
-    """RFC 4422 EXTERNAL over a verified client certificate (R-8314-5.5-3)."""
+    """RFC 4422 EXTERNAL over a verified client certificate."""
 
     __slots__ = ("_authzid",)
     name = "EXTERNAL"

@@ -138,7 +138,7 @@ class _Tx:
             # (an extra reply arrived earlier), R-LIB-DESYNC-1.
             raise RemoteProtocolError(
                 f"the server answered DATA with {reply.code} instead of 354: replies and "
-                "commands are out of step; the connection was closed (R-LIB-DESYNC-1)"
+                "commands are out of step; the connection was closed"
             )
 
     def on_chunk(self, reply: Reply) -> None:

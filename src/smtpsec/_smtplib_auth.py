@@ -57,7 +57,7 @@ def _check_allowed(conn: WireSMTP) -> None:
         raise InsecureAuthError(
             f"refusing to send credentials {how} to {conn._peer}: call starttls() first, "
             "or use SMTP_SSL, with context=None or a context that verifies certificates "
-            "and host names (R-PY-3). allow_cleartext_auth=True exists for loopback test "
+            "and host names. allow_cleartext_auth=True exists for loopback test "
             "servers only"
         ) from None
 
@@ -76,7 +76,7 @@ def _failure(conn: WireSMTP, reply: Reply, mechanism: str, *, first: bool) -> Au
         return AuthNotFresh(
             f"{conn._peer} answered the first AUTH with 503 ('already authenticated' "
             "or out of sequence): this session was not set up by us (session fixation "
-            "or injection, R-4954-4-6); the connection was closed",
+            "or injection); the connection was closed",
             code=503,
             msg=msg,
             hint="reconnect; if it happens again, something in the path tampers with SMTP",
@@ -122,7 +122,7 @@ def _exchange(
 def login(
     conn: WireSMTP, user: str, password: str, *, initial_response_ok: bool
 ) -> tuple[int, bytes]:
-    """``SMTP.login()``: one mechanism from the post-TLS EHLO, no fallback (R-PY-5)."""
+    """``SMTP.login()``: one mechanism from the post-TLS EHLO, no fallback."""
     _check_allowed(conn)
     conn.ehlo_or_helo_if_needed()
     offered = conn._extensions.auth_mechanisms if conn._extensions else frozenset()

@@ -206,7 +206,7 @@ class WireSMTP(_std.SMTP):
             raise SMTPServerDisconnected("Server not connected") from None
 
     def putcmd(self, cmd: str, args: str = "") -> None:
-        """Send one command; CR, LF, NUL and other controls are refused (R-PY-9).
+        """Send one command; CR, LF, NUL and other controls are refused.
 
         Raises:
             InvalidArgumentError: (a ``ValueError``) nothing was sent.
@@ -239,7 +239,7 @@ class WireSMTP(_std.SMTP):
         return reply
 
     def getreply(self) -> tuple[int, bytes]:
-        """Read one whole reply: bounded in size and time (R-PY-11).
+        """Read one whole reply: bounded in size and time.
 
         Raises:
             SMTPServerDisconnected: the connection is gone; subclasses
@@ -272,7 +272,7 @@ class WireSMTP(_std.SMTP):
             self.close()
             raise EhloRefused(
                 f"{self._peer} answered EHLO with {code}; smtpsec does not fall back to "
-                "HELO here, because HELO can neither offer STARTTLS nor AUTH (R-PY-8). "
+                "HELO here, because HELO can neither offer STARTTLS nor AUTH. "
                 "The connection was closed",
                 code=code,
                 msg=msg,

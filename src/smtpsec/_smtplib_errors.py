@@ -176,7 +176,7 @@ class AuthFailed(AuthenticationError, _std.SMTPAuthenticationError):  # type: ig
 
 
 class AuthNotFresh(AuthFailed, RemoteProtocolError):  # type: ignore[misc]
-    """``503`` to the first AUTH: the session was not set up by us (R-4954-4-6)."""
+    """``503`` to the first AUTH: the session was not set up by us."""
 
 
 class SenderRefusedError(SenderRefused, _std.SMTPSenderRefused):  # type: ignore[misc]

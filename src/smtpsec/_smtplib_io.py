@@ -125,7 +125,7 @@ class ReplyReader:
 def _timeout(peer: str, timeout: float) -> ReplyTimeout:
     return ReplyTimeout(
         f"{peer} did not send a complete reply within {timeout:g} s (whole-reply "
-        "deadline, R-PY-11); the connection was closed. Pass a larger timeout= if the "
+        "deadline); the connection was closed. Pass a larger timeout= if the "
         "server is merely slow"
     )
 
@@ -145,7 +145,7 @@ def plaintext_pending(sock: socket.socket, timeout: float) -> bool:
 
 
 def check_command(text: str) -> None:
-    """Refuse a command line carrying CR, LF, NUL or another control (R-PY-9).
+    """Refuse a command line carrying CR, LF, NUL or another control.
 
     Raises:
         InvalidArgumentError: (a ``ValueError``, like smtplib's own check).
@@ -161,7 +161,7 @@ def check_command(text: str) -> None:
 
 
 def check_address(address: str, what: str) -> None:
-    """Refuse an envelope address with CR, LF, NUL or other controls (R-PY-9)."""
+    """Refuse an envelope address with CR, LF, NUL or other controls."""
     if not isinstance(address, str):
         raise InvalidArgumentError(f"the {what} address must be a str, not {type(address)!r}")
     if _ARGUMENT_BAD_RE.search(address):

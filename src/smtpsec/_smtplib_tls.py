@@ -154,7 +154,7 @@ def starttls(conn: WireSMTP, ctx: ssl.SSLContext) -> tuple[int, bytes]:
         raise ResponseInjectionError(
             f"{conn._peer} (or an attacker in the path) sent data after the 220 reply "
             "to STARTTLS and before the TLS handshake; the connection was closed "
-            "(R-EAST-BR-1). A genuine server never does this"
+            "(response injection). A genuine server never does this"
         )
     try:
         conn.sock = handshake(conn, sock, ctx, implicit=False)

@@ -66,7 +66,7 @@ class Wire:
         yield from self.write(self.queue(*commands))
 
     def check_idle(self) -> IO[None]:
-        """With no reply due, nothing may have arrived (R-LIB-DESYNC-1).
+        """With no reply due, nothing may have arrived.
 
         A stale reply would otherwise be taken as the answer to the next command.
         A server that dropped an idle connection (EOF, or ``421`` then EOF) gives
@@ -84,7 +84,7 @@ class Wire:
             )
         raise RemoteProtocolError(
             f"{self.peer} sent data nobody asked for ({early[:60]!r}); replies and commands "
-            "would be out of step, so the connection was closed (R-LIB-DESYNC-1)"
+            "would be out of step, so the connection was closed"
         )
 
     def log_content(self, octets: int) -> None:

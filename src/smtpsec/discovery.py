@@ -133,7 +133,7 @@ class Endpoint:
         return not (self.dnssec_validated or self.target_in_domain)
 
     def reference_identity(self, *, confirmed_target: bool = False) -> ReferenceIdentity:
-        """The identities this endpoint's certificate may prove (R-7817-3-4).
+        """The identities this endpoint's certificate may prove.
 
         Args:
             confirmed_target: the user confirmed :attr:`host` at setup.

@@ -70,7 +70,7 @@ class Guard:
             )
 
     def after_greeting(self, reply: Reply, *, tls: bool) -> None:
-        """Only a 220 greeting leads anywhere (R-LIB-GREET-1)."""
+        """Only a 220 greeting leads anywhere."""
         if reply.code != 220:
             raise ReplyError(
                 f"the server greeted with {reply.code} instead of 220 "
@@ -134,7 +134,7 @@ class Guard:
         return False
 
     def after_starttls_reply(self, reply: Reply) -> None:
-        """Anything but 220 ends the connection (R-3207-4-2); the text is unverified."""
+        """Anything but 220 ends the connection; the text is unverified."""
         if reply.code != 220:
             raise TLSUnavailableError(
                 f"{self.host}:{self.attempt.port} refused STARTTLS with {reply.code} "

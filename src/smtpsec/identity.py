@@ -188,7 +188,7 @@ class ReferenceIdentity:
     def for_srv(
         cls, *, domain: str, service: str, target: str, target_trusted: bool
     ) -> ReferenceIdentity:
-        """Reference identity for a server found through an SRV record (R-7817-3-4).
+        """Reference identity for a server found through an SRV record.
 
         Args:
             domain: the user's email domain that was queried (accepted as DNS-ID).

@@ -142,7 +142,7 @@ class SMTP(WireSMTP):
     def login(
         self, user: str, password: str, *, initial_response_ok: bool = True
     ) -> tuple[int, bytes]:
-        """Log in with one mechanism chosen from the post-TLS EHLO (R-PY-5).
+        """Log in with one mechanism chosen from the post-TLS EHLO.
 
         Preference: SCRAM-SHA-256, SCRAM-SHA-1, PLAIN, LOGIN, then CRAM-MD5 only
         when nothing else is offered. A failure is final: no other mechanism is
@@ -166,7 +166,7 @@ class SMTP(WireSMTP):
         )
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        """MAIL FROM; the address and options are checked for injection first (R-PY-9)."""
+        """MAIL FROM; the address and options are checked for injection first."""
         check_address(sender, "sender")
         checked = check_options(options, "MAIL")
         self._before_mail()
@@ -174,7 +174,7 @@ class SMTP(WireSMTP):
         return super().mail(sender, checked)
 
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        """RCPT TO; the address and options are checked for injection first (R-PY-9)."""
+        """RCPT TO; the address and options are checked for injection first."""
         check_address(recip, "recipient")
         code, msg = super().rcpt(recip, check_options(options, "RCPT"))
         if code in (250, 251):
@@ -187,7 +187,7 @@ class SMTP(WireSMTP):
         return super().rset()
 
     def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
-        """DATA with normalised line ends and dot-stuffing, also for bytes (R-PY-10).
+        """DATA with normalised line ends and dot-stuffing, also for bytes.
 
         Returns:
             The final reply; for LMTP the first failing per-recipient reply, or
@@ -245,7 +245,7 @@ class SMTP(WireSMTP):
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
-        """smtplib's ``send_message``, refusing header injection first (R-PY-18)."""
+        """smtplib's ``send_message``, refusing header injection first."""
         check_headers(msg)
         return super().send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
 
@@ -312,7 +312,7 @@ class SMTP_SSL(SMTP, _std.SMTP_SSL):
         certfile: StrOrBytesPath | None = None,
         context: ssl.SSLContext | None = None,
     ) -> tuple[int, bytes]:
-        """Refused: this connection is TLS from the first byte (R-EAST-IMP-1)."""
+        """Refused: this connection is TLS from the first byte."""
         raise LocalProtocolError(
             "SMTP_SSL is already TLS from the first byte; STARTTLS inside TLS is not "
             "allowed (RFC 3207 §4.2)"

@@ -518,7 +518,7 @@ def test_set_raw_header_injection_is_refused_r_py_18(smtpsec_server) -> None:
     msg.set_raw("Subject", "hi\r\nBcc: secret-bcc@example.test")
     msg.set_content("body\n")
     s = smtplib.SMTP("127.0.0.1", srv.port)
-    with pytest.raises(smtpsec.InvalidArgumentError, match="R-PY-18"):
+    with pytest.raises(smtpsec.InvalidArgumentError, match="header injection"):
         s.send_message(msg)
     s.quit()
     capture = srv.connections[0]

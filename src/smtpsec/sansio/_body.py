@@ -148,7 +148,7 @@ class BdatEncoder:
 
     @staticmethod
     def frame(payload: bytes, *, last: bool) -> bytes:
-        """``BDAT`` command line with the exact octet count, then ``payload`` (R-3030-2-2).
+        """``BDAT`` command line with the exact octet count, then ``payload``.
 
         Args:
             payload: the chunk's octets, sent unchanged.

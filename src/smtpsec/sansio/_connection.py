@@ -230,7 +230,7 @@ class ClientConnection:
             raise ResponseInjectionError(
                 "the server (or an attacker in the path) sent data after the 220 reply "
                 "to STARTTLS and before the TLS handshake; the connection was aborted. "
-                "Report this server: a genuine one never does that (RFC 3207, R-EAST-BR-1)"
+                "Report this server: a genuine one never does that (RFC 3207)"
             )
         self._tls_active = True
         self._extensions = None
@@ -262,7 +262,7 @@ class ClientConnection:
                 raise RemoteProtocolError(
                     f"the server sent a reply nobody asked for ({reply.code}); "
                     "replies and commands are out of step, so the connection was closed "
-                    "(possible injection, R-LIB-DESYNC-1)"
+                    "(possible injection)"
                 )
             pending = self._pending.popleft()
             responses.append(

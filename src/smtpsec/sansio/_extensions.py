@@ -81,7 +81,7 @@ class Extensions(Mapping[str, tuple[str, ...]]):
 
     @property
     def max_size(self) -> int | None:
-        """The ``SIZE`` limit in octets; ``None`` when absent, 0, or malformed (R-1870-1).
+        """The ``SIZE`` limit in octets; ``None`` when absent, 0, or malformed.
 
         Only plain decimal digits (at most 20) count; ``-1``, ``abc``, ``1e6``,
         Unicode digits and 21+ digit values all mean "no declared limit".

@@ -163,7 +163,7 @@ class Capture:
         return found
 
     def pre_tls_verbs_subset_of(self, allowed: Iterable[str]) -> bool:
-        """Return whether every pre-TLS verb is in ``allowed`` (R-8314-5.2-4).
+        """Return whether every pre-TLS verb is in ``allowed``.
 
         Args:
             allowed: permitted verbs, e.g. ``{"EHLO", "STARTTLS", "QUIT"}``.
