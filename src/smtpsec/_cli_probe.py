@@ -92,6 +92,7 @@ class PortFacts:
         versions: TLS version -> ``"accepted"``, ``"refused"``,
             ``"not testable"`` (this machine's OpenSSL cannot offer it) or
             ``"error: ..."``; empty when TLS never started.
+        certificate_error: why a certificate that was seen could not be read.
     """
 
     port: int
@@ -108,6 +109,7 @@ class PortFacts:
     extensions: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     certificate: CertificateFacts | None = None
     versions: tuple[tuple[str, str], ...] = ()
+    certificate_error: str | None = None
 
     @property
     def auth_after_tls(self) -> tuple[str, ...]:
@@ -377,6 +379,7 @@ def probe_port(
     greeting = seen.greeting or verifying.greeting
     before = seen.before_tls or verifying.before_tls
     der = seen.tls.peer_certificate if seen.tls is not None else None
+    certificate, certificate_error = _read_certificate(der)
     error = verifying.error
     return PortFacts(
         port=port,
@@ -391,9 +394,20 @@ def probe_port(
         cipher=seen.tls.cipher if seen.tls is not None else None,
         verified=bool(verifying.tls is not None and verifying.tls.verified),
         extensions=_flatten(seen.after_tls),
-        certificate=certificate_facts(der) if der else None,
+        certificate=certificate,
         versions=versions,
+        certificate_error=certificate_error,
     )
+
+
+def _read_certificate(der: bytes | None) -> tuple[CertificateFacts | None, str | None]:
+    """The certificate's facts, or why even the lenient reader could not read it."""
+    if not der:
+        return None, None
+    try:
+        return certificate_facts(der), None
+    except CertificateError as exc:
+        return None, str(exc)
 
 
 def probe(

@@ -17,6 +17,8 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from . import _der
+from .errors import CertificateError
 from .tls import spki_pin
 
 __all__ = [
@@ -46,6 +48,9 @@ class CertificateFacts:
         key_bits: the key size in bits, when it has one.
         spki_pin: ``sha256/<base64>`` of the public key (for ``Policy(pins=...)``).
         self_signed: issuer and subject are the same.
+        encoding_issues: how the certificate departs from DER, one line each
+            (empty for a DER certificate). OpenSSL accepts such a certificate,
+            but strict parsers (Python's cryptography, Go, rustls) refuse it.
     """
 
     subject: str
@@ -58,6 +63,7 @@ class CertificateFacts:
     key_bits: int | None
     spki_pin: str
     self_signed: bool
+    encoding_issues: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- contexts
@@ -106,7 +112,11 @@ def classify_handshake_error(exc: BaseException | None) -> str:
 
 
 def _key_facts(cert: x509.Certificate) -> tuple[str, int | None]:
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except Exception:
+        # UnsupportedAlgorithm or ValueError: an algorithm cryptography does not know.
+        return "unknown", None
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -120,27 +130,21 @@ def _key_facts(cert: x509.Certificate) -> tuple[str, int | None]:
     return type(key).__name__, None  # pragma: no cover - X25519/X448 are not signing keys
 
 
-def certificate_facts(der: bytes, *, now: datetime.datetime | None = None) -> CertificateFacts:
-    """Read the facts of a DER certificate.
-
-    Args:
-        der: the certificate as ``getpeercert(binary_form=True)`` returns it.
-        now: the reference time for ``days_left`` (default: now, UTC).
-
-    Returns:
-        The :class:`CertificateFacts`.
-    """
-    cert = x509.load_der_x509_certificate(der)
+def _names(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        names: tuple[str, ...] = ()
-    else:
-        names = tuple(f"DNS:{n}" for n in san.get_values_for_type(x509.DNSName)) + tuple(
-            f"IP:{ip}" for ip in san.get_values_for_type(x509.IPAddress)
-        )
+        return ()
+    return tuple(f"DNS:{n}" for n in san.get_values_for_type(x509.DNSName)) + tuple(
+        f"IP:{ip}" for ip in san.get_values_for_type(x509.IPAddress)
+    )
+
+
+def _facts(
+    der: bytes, pin: str, issues: tuple[str, ...], moment: datetime.datetime
+) -> CertificateFacts:
+    cert = x509.load_der_x509_certificate(der)
     key, bits = _key_facts(cert)
-    moment = now or datetime.datetime.now(datetime.timezone.utc)
     not_after = cert.not_valid_after_utc
     return CertificateFacts(
         subject=cert.subject.rfc4514_string(),
@@ -148,9 +152,48 @@ def certificate_facts(der: bytes, *, now: datetime.datetime | None = None) -> Ce
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=not_after.isoformat(),
         days_left=(not_after - moment).days,
-        names=names,
+        names=_names(cert),
         key=key,
         key_bits=bits,
-        spki_pin=spki_pin(der),
+        spki_pin=pin,
         self_signed=cert.issuer == cert.subject,
+        encoding_issues=issues,
     )
+
+
+def certificate_facts(der: bytes, *, now: datetime.datetime | None = None) -> CertificateFacts:
+    """Read the facts of a DER certificate, leniently if strict parsing refuses it.
+
+    A certificate :mod:`cryptography` refuses (an explicitly encoded DEFAULT, for
+    example) is read from a DER-normalized copy made by :mod:`smtpsec._der`, and
+    what had to be normalized is listed in ``encoding_issues``. The pin always
+    comes from the original bytes.
+
+    Args:
+        der: the certificate as ``getpeercert(binary_form=True)`` returns it.
+        now: the reference time for ``days_left`` (default: now, UTC).
+
+    Returns:
+        The :class:`CertificateFacts`.
+
+    Raises:
+        CertificateError: the certificate cannot be read even leniently.
+    """
+    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    pin = spki_pin(der)  # from the bytes as sent; raises CertificateError on garbage
+    try:
+        return _facts(der, pin, (), moment)
+    except Exception as exc:
+        # ValueError, DuplicateExtension, InvalidVersion...: whatever cryptography
+        # refused, the normalized copy may still be readable.
+        refusal: Exception = exc
+    copy = _der.normalized(der)
+    if copy.issues:
+        try:
+            return _facts(copy.der, pin, copy.issues, moment)
+        except Exception as exc:
+            refusal = exc
+    raise CertificateError(
+        f"the server certificate could not be parsed ({refusal}); inspect it with a "
+        "lenient tool such as `openssl x509 -text`"
+    ) from refusal

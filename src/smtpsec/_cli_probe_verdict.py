@@ -104,7 +104,18 @@ def _port_findings(port: PortFacts, *, relay: bool) -> list[Finding]:
                 f"{name} accepts {', '.join(old)}, deprecated by RFC 8996; allow TLS 1.2+ only",
             )
         )
+    if port.certificate_error:
+        out.append(Finding("WARN", f"{name}: {port.certificate_error}"))
     cert = port.certificate
+    if cert is not None and cert.encoding_issues:
+        out.append(
+            Finding(
+                "WARN",
+                f"{name}: the certificate is not strict DER ({'; '.join(cert.encoding_issues)}); "
+                "OpenSSL accepts it, but strict parsers (Python's cryptography, Go, rustls) "
+                "refuse it, so some clients cannot connect: ask the CA to reissue it",
+            )
+        )
     if cert is not None and 0 <= cert.days_left < EXPIRY_WARNING_DAYS:
         out.append(
             Finding(
@@ -244,6 +255,8 @@ def _certificate_blocks(facts: ProbeFacts) -> list[str]:
             _row("key", cert.key + bits),
             _row("spki pin", cert.spki_pin),
         ]
+        if cert.encoding_issues:
+            lines.append(_row("encoding", "NOT strict DER: " + "; ".join(cert.encoding_issues)))
     return lines
 
 
@@ -302,7 +315,9 @@ def _port_json(port: PortFacts) -> dict[str, Any]:
             "key_bits": cert.key_bits,
             "spki_pin": cert.spki_pin,
             "self_signed": cert.self_signed,
+            "encoding_issues": list(cert.encoding_issues),
         },
+        "certificate_error": port.certificate_error,
     }
 
 

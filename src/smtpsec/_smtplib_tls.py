@@ -105,8 +105,9 @@ def handshake(
             f"{conn.timeout:g} s; nothing was sent"
         ) from None
     verified = ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    info = tls_info(tls_sock, verified=verified)
     try:
+        # tls_info raises CertificateError (a SecurityError) for an unreadable certificate.
+        info = tls_info(tls_sock, verified=verified)
         conn._guard("implicit" if implicit else "starttls").after_handshake(info)
     except SecurityError:
         tls_sock.close()

@@ -19,6 +19,11 @@ Rules (R-7817-3-1..8, R-9525-IP-1):
   certificate without subjectAltName is rejected.
 
 Comparison is case-insensitive and ignores one trailing dot.
+
+A certificate that OpenSSL accepted but :mod:`cryptography`'s strict DER parser
+refuses (an explicitly encoded ``critical FALSE``, for example) has its
+subjectAltName read by :mod:`smtpsec._der` instead; the names found are matched
+by exactly the same rules.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from . import _der
+from ._der import ia5_string as _decode_ia5_string
 from .errors import CertificateError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -51,10 +58,22 @@ _IPValue: TypeAlias = _IPAddress | ipaddress.IPv4Network | ipaddress.IPv6Network
 #: RFC 4985 id-on-dnsSRV: the otherName type that carries an SRV-ID.
 SRV_NAME_OID: Final = "1.3.6.1.5.5.7.8.7"
 
-#: DER universal tag of IA5String, the type RFC 4985 gives SRVName.
-_IA5_STRING_TAG: Final = 0x16
-#: A DER length longer than 4 octets would describe a >4 GiB name: never genuine.
-_MAX_LENGTH_OCTETS: Final = 4
+#: id-on-dnsSRV as OID content octets, as :mod:`smtpsec._der` reports otherName types.
+_SRV_NAME_OID_DER: Final = bytes.fromhex("2b06010505070807")
+#: GeneralName context tags (RFC 5280 §4.2.1.6) and how errors list the unused ones,
+#: named as cryptography names them so both paths describe a certificate alike.
+_DNS_NAME: Final = 2
+_URI: Final = 6
+_IP_ADDRESS: Final = 7
+_OTHER_NAME: Final = 0
+_UNUSED_NAMES: Final = {
+    0: "OtherName",
+    1: "RFC822Name",
+    3: "x400Address",
+    4: "DirectoryName",
+    5: "EDIPartyName",
+    8: "RegisteredID",
+}
 #: RFC 1035 limits; longer names cannot be looked up, so they cannot be references.
 _MAX_NAME: Final = 253
 _MAX_LABEL: Final = 63
@@ -237,28 +256,6 @@ class ReferenceIdentity:
 # --------------------------------------------------------------------------- matching
 
 
-def _decode_ia5_string(der: bytes) -> str | None:
-    """Decode one DER IA5String (tag 0x16); ``None`` when it is not exactly that."""
-    if len(der) < 2 or der[0] != _IA5_STRING_TAG:
-        return None
-    first = der[1]
-    start = 2
-    length = first
-    if first & 0x80:
-        count = first & 0x7F
-        start += count
-        if not 0 < count <= _MAX_LENGTH_OCTETS or len(der) < start:
-            return None
-        length = int.from_bytes(der[2:start], "big")
-        # DER demands the shortest length form; anything else is a crafted encoding.
-        if length < 0x80 or der[2] == 0:
-            return None
-    body = der[start:]
-    if len(body) != length or not body.isascii():
-        return None
-    return body.decode("ascii")
-
-
 def _presented_name(value: str) -> str | None:
     """Lower-case a SAN name and drop one trailing dot; ``None`` if it is unusable."""
     text = value[:-1] if value.endswith(".") else value
@@ -323,12 +320,7 @@ def _presented_names(san: x509.SubjectAlternativeName) -> _Presented:
             isinstance(general_name, x509.OtherName)
             and general_name.type_id.dotted_string == SRV_NAME_OID
         ):
-            decoded = _decode_ia5_string(general_name.value)
-            srv_name = None if decoded is None else _presented_name(decoded)
-            if srv_name is None:
-                ignored.append("SRV:<malformed>")
-            else:
-                srv.append(srv_name)
+            _srv_entry(general_name.value, srv, ignored)
         elif isinstance(general_name, x509.UniformResourceIdentifier):
             ignored.append(f"URI:{general_name.value}")
         else:
@@ -339,6 +331,92 @@ def _presented_names(san: x509.SubjectAlternativeName) -> _Presented:
 def _common_name(cert: x509.Certificate) -> str:
     attributes = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return ", ".join(str(attribute.value) for attribute in attributes) or "none"
+
+
+def _srv_entry(value: bytes, srv: list[str], ignored: list[str]) -> None:
+    """Add one SRVName otherName value (an encoded IA5String) to ``srv`` or ``ignored``."""
+    decoded = _decode_ia5_string(value)
+    srv_name = None if decoded is None else _presented_name(decoded)
+    if srv_name is None:
+        ignored.append("SRV:<malformed>")
+    else:
+        srv.append(srv_name)
+
+
+def _ip_value(octets: bytes) -> _IPValue | None:
+    """An iPAddress SAN: an address (4 or 16 octets) or, as cryptography reads it, a network."""
+    if len(octets) in (4, 16):
+        return ipaddress.ip_address(octets)
+    if len(octets) in (8, 32):
+        # Name-constraint syntax (address + mask): listed in errors, never equal to an address.
+        half = len(octets) // 2
+        prefix = bin(int.from_bytes(octets[half:], "big")).count("1")
+        return ipaddress.ip_network((ipaddress.ip_address(octets[:half]), prefix), strict=False)
+    return None
+
+
+def _no_san(ref: ReferenceIdentity, common_name: str) -> CertificateError:
+    return CertificateError(
+        f"the server certificate has no subjectAltName extension; its subject CN "
+        f"({common_name}) is never used for identity (RFC 9525), so it proves none of "
+        f"{ref.describe()}; the server needs a certificate whose subjectAltName lists "
+        "its host name"
+    )
+
+
+def _lenient_presented(cert_der: bytes, ref: ReferenceIdentity) -> _Presented:
+    """Read the subjectAltName with :mod:`smtpsec._der` (for what the strict parser refuses).
+
+    Raises:
+        CertificateError: the certificate is malformed beyond what ``_der``
+            tolerates, or it has no subjectAltName.
+    """
+    value = _der.extension_value(cert_der, _der.SUBJECT_ALT_NAME)
+    if value is None:
+        # The CN is not read here (Names are not walked); it would not count anyway.
+        raise _no_san(ref, "not shown")
+    dns: list[str] = []
+    ips: list[_IPValue] = []
+    srv: list[str] = []
+    ignored: list[str] = []
+    for name in _der.general_names(value):
+        text = name.value.decode("ascii") if name.value.isascii() else None
+        if name.kind == _DNS_NAME:
+            dns_name = None if text is None else _presented_name(text)
+            if dns_name is not None:
+                dns.append(dns_name)
+        elif name.kind == _IP_ADDRESS:
+            address = _ip_value(name.value)
+            if address is None:
+                ignored.append("IP:<malformed>")
+            else:
+                ips.append(address)
+        elif name.kind == _OTHER_NAME and name.type_id == _SRV_NAME_OID_DER:
+            _srv_entry(name.value, srv, ignored)
+        elif name.kind == _URI:
+            ignored.append(f"URI:{text}" if text is not None else "URI:<malformed>")
+        else:
+            ignored.append(_UNUSED_NAMES.get(name.kind, f"GeneralName[{name.kind}]"))
+    return _Presented(tuple(dns), tuple(ips), tuple(srv), tuple(ignored))
+
+
+def _strict_presented(cert_der: bytes, ref: ReferenceIdentity) -> _Presented | None:
+    """The names as :mod:`cryptography` reads them; ``None`` when it refuses the encoding.
+
+    Raises:
+        CertificateError: the certificate has no subjectAltName.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise _no_san(ref, _common_name(cert)) from None
+    except Exception:
+        # cryptography refuses with ValueError, DuplicateExtension, InvalidVersion,
+        # UnsupportedGeneralNameType...; whichever, OpenSSL accepted the certificate
+        # and the lenient reader decides (or fails closed with CertificateError).
+        return None
+    return _presented_names(san)
 
 
 _FIX: Final = (
@@ -368,28 +446,11 @@ def check_certificate_identity(cert_der: bytes, ref: ReferenceIdentity) -> str:
             (the CN is never used), or none of its names matches; the message lists
             the presented names, the reference identities and the fix.
     """
-    try:
-        cert = x509.load_der_x509_certificate(cert_der)
-    except ValueError as exc:
-        raise CertificateError(
-            f"the server certificate could not be parsed ({exc}); nothing was sent. "
-            "The server must present a well-formed X.509 certificate"
-        ) from exc
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        raise CertificateError(
-            f"the server certificate has no subjectAltName extension; its subject CN "
-            f"({_common_name(cert)}) is never used for identity (RFC 9525), so it "
-            f"proves none of {ref.describe()}; the server needs a certificate whose "
-            "subjectAltName lists its host name"
-        ) from None
-    except ValueError as exc:
-        raise CertificateError(
-            f"the server certificate's extensions could not be parsed ({exc}); "
-            "the server must present a well-formed X.509 certificate"
-        ) from exc
-    presented = _presented_names(san)
+    # The chain was verified by OpenSSL already; a strict-parser refusal is about
+    # encoding, not trust, so the names are read leniently and matched the same way.
+    presented = _strict_presented(cert_der, ref)
+    if presented is None:
+        presented = _lenient_presented(cert_der, ref)
     if ref.ip is not None and ref.ip in presented.ips:
         return str(ref.ip)
     for dns_id in sorted(ref.dns_ids):

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Final
 
 import certifi
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
+from . import _der
 from .errors import CertificateError, SecurityError, TLSUnavailableError, TLSVersionError
 from .policy import Policy
 
@@ -92,16 +91,26 @@ def build_context(policy: Policy) -> ssl.SSLContext:
 
 
 def spki_pin(cert_der: bytes) -> str:
-    """The ``sha256/<base64>`` SPKI pin of a DER certificate (RFC 7469 format)."""
-    cert = x509.load_der_x509_certificate(cert_der)
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    """The ``sha256/<base64>`` SPKI pin of a DER certificate (RFC 7469 format).
+
+    The hash covers the SubjectPublicKeyInfo exactly as encoded in the
+    certificate (RFC 7469 §2.4), read by :mod:`smtpsec._der`: no re-encoding, and
+    no dependence on a strict parser that refuses certificates OpenSSL verified.
+
+    Raises:
+        CertificateError: the certificate is malformed.
+    """
+    spki = _der.spki(cert_der)
     return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
 def tls_info(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> TLSInfo:
-    """Collect :class:`TLSInfo` from a socket or object after the handshake."""
+    """Collect :class:`TLSInfo` from a socket or object after the handshake.
+
+    Raises:
+        CertificateError: the peer's certificate is malformed beyond what
+            :mod:`smtpsec._der` tolerates (OpenSSL parses more loosely still).
+    """
     der = sock.getpeercert(binary_form=True)
     cipher = sock.cipher()
     return TLSInfo(

@@ -277,17 +277,17 @@ class AsyncTransport:
         self._protocol.transport = new  # pause/resume reading now act on TLS
         sslobj = new.get_extra_info("ssl_object")
         name_ok = context.check_hostname
-        if verify_identity is not None:
-            try:
+        try:
+            if verify_identity is not None:
                 verify_identity(sslobj.getpeercert(binary_form=True) or b"")
-            except BaseException:
-                new.abort()
-                raise
-            name_ok = True
-        verified = context.verify_mode == ssl.CERT_REQUIRED and name_ok
-        return AsyncTransport(
-            new, self._protocol, tls=tls_info(sslobj, verified=verified), peer=self._peer
-        )
+                name_ok = True
+            verified = context.verify_mode == ssl.CERT_REQUIRED and name_ok
+            # tls_info raises CertificateError for an unreadable certificate.
+            info = tls_info(sslobj, verified=verified)
+        except BaseException:
+            new.abort()
+            raise
+        return AsyncTransport(new, self._protocol, tls=info, peer=self._peer)
 
     async def close(self) -> None:
         """Close (TLS sends close_notify); never waits long for the peer."""

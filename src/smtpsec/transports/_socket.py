@@ -180,14 +180,15 @@ class SocketTransport:
             ) from exc
         self._closed = True  # the plaintext transport is finished
         name_ok = context.check_hostname
-        if verify_identity is not None:
-            try:
+        try:
+            if verify_identity is not None:
                 verify_identity(tls_sock.getpeercert(binary_form=True) or b"")
-            except BaseException:
-                tls_sock.close()
-                raise
-            name_ok = True
-        info = tls_info(tls_sock, verified=chain_ok and name_ok)
+                name_ok = True
+            # tls_info raises CertificateError for an unreadable certificate.
+            info = tls_info(tls_sock, verified=chain_ok and name_ok)
+        except BaseException:
+            tls_sock.close()
+            raise
         return SocketTransport(tls_sock, tls=info, peer=self._peer)
 
     def close(self) -> None:
