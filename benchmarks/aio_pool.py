@@ -52,6 +52,7 @@ import aiosmtplib
 import smtpsec
 import smtpsec.aio
 from benchmarks.report import machine_info
+from smtpsec import Security
 
 __all__ = ["Config", "Results", "Sample", "main", "render", "run"]
 
@@ -155,7 +156,7 @@ def _serve(pipe: Connection) -> None:
     ca = CA.create("smtpsec aio benchmark CA")
     leaf = ca.issue("localhost", ips=(HOST,))
     script = Script(users={USER: PASSWORD}, require_auth=True)
-    with NoDelayServer(leaf, tls="implicit", script=script, timeout=TIMEOUT) as server:
+    with NoDelayServer(leaf, tls=Security.IMPLICIT_TLS, script=script, timeout=TIMEOUT) as server:
         pipe.send((server.port, ca.cert_pem))
         while pipe.recv() == "count":
             pipe.send((len(server.messages), len(server.connections)))

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from smtpsec import Security
 from smtpsec.testing import CA, Script, SMTPServer
 
 __all__ = ["SinkServer", "Target", "fake_servers", "postfix_target"]
@@ -103,8 +104,8 @@ def fake_servers(workdir: Path) -> Iterator[Target]:
     cafile = ca.write_cafile(workdir / "fake-ca.pem")
     script = Script(users={USER: PASSWORD}, require_auth=True)
     with (
-        _NoDelaySMTPServer(leaf, tls="implicit", script=script) as implicit,
-        _NoDelaySMTPServer(leaf, tls="starttls", script=script) as starttls,
+        _NoDelaySMTPServer(leaf, tls=Security.IMPLICIT_TLS, script=script) as implicit,
+        _NoDelaySMTPServer(leaf, tls=Security.STARTTLS, script=script) as starttls,
     ):
         yield Target(
             name="smtpsec.testing",

@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import SMTPServer
 
 PASSWORD = "CANARY-PW-never-in-cleartext"
@@ -79,7 +80,7 @@ def main() -> int:
     }
     for name, behaviour in attacks.items():
         print(f"attack: {name}")
-        with SMTPServer(tls="starttls", users={"ann": PASSWORD}, **behaviour) as server:
+        with SMTPServer(tls=Security.STARTTLS, users={"ann": PASSWORD}, **behaviour) as server:
             attempt(server)
     return 0
 

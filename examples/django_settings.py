@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import SMTPServer
 
 
@@ -82,9 +83,9 @@ def main() -> int:
         return 0
 
     user, password = "app@example.test", "demo-password"
-    # The test server listens on an ephemeral port; tls="starttls" pairs with
+    # The test server listens on an ephemeral port; tls=Security.STARTTLS pairs with
     # EMAIL_USE_TLS (required STARTTLS), which the script picks for any port but 465.
-    with SMTPServer(tls="starttls", users={user: password}) as server:
+    with SMTPServer(tls=Security.STARTTLS, users={user: password}) as server:
         assert server.ca is not None
         with tempfile.TemporaryDirectory() as tmp:
             cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")

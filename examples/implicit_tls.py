@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import SMTPServer
 
 
@@ -66,7 +67,7 @@ def main() -> int:
         return 0
 
     user, password = "ann@example.test", "demo-password"
-    with SMTPServer(tls="implicit", users={user: password}) as server:
+    with SMTPServer(tls=Security.IMPLICIT_TLS, users={user: password}) as server:
         assert server.ca is not None  # the server made a throwaway CA for itself
         with tempfile.TemporaryDirectory() as tmp:
             cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")

@@ -31,6 +31,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import SMTPServer
 
 
@@ -114,7 +115,7 @@ def main() -> int:
     # One server offering each token mechanism; the provider is shared.
     for mechanism in ("OAUTHBEARER", "XOAUTH2"):
         with SMTPServer(
-            tls="implicit", auth_mechanisms=(mechanism,), tokens={user: issued}
+            tls=Security.IMPLICIT_TLS, auth_mechanisms=(mechanism,), tokens={user: issued}
         ) as server:
             assert server.ca is not None
             with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import CA, SMTPServer
 
 
@@ -60,7 +61,7 @@ def main() -> int:
     implicit = smtpsec.Security.IMPLICIT_TLS
     ca = CA.create("Example Corp internal CA")
     leaf = ca.issue("localhost", ips=("127.0.0.1",))
-    with tempfile.TemporaryDirectory() as tmp, SMTPServer(leaf, tls="implicit") as server:
+    with tempfile.TemporaryDirectory() as tmp, SMTPServer(leaf, tls=Security.IMPLICIT_TLS) as server:
         cafile = str(ca.write_cafile(Path(tmp) / "internal-ca.pem"))
         show("public roots only", "localhost", server.port, smtpsec.Policy(), implicit)
         show("private CA", "localhost", server.port, smtpsec.Policy(cafile=cafile), implicit)
@@ -70,7 +71,7 @@ def main() -> int:
         show("private CA + wrong pin", "localhost", server.port, wrong, implicit)
 
     self_signed = CA.self_signed("localhost")
-    with SMTPServer(self_signed, tls="implicit") as server:
+    with SMTPServer(self_signed, tls=Security.IMPLICIT_TLS) as server:
         show("self-signed", "localhost", server.port, smtpsec.Policy(), implicit)
         # The pin comes from the certificate you installed on the server, not
         # from whatever the network presents when you first connect.

@@ -18,10 +18,8 @@ from hypothesis import strategies as st
 
 import smtpsec
 from smtpsec import auth
-from smtpsec._saslprep import saslprep
 from smtpsec.auth import (
     DEFAULT_PREFERENCE,
-    SCRAM_MAX_ITERATIONS,
     CramMD5,
     Credentials,
     External,
@@ -39,7 +37,9 @@ from smtpsec.auth import (
     decode_success_data,
     encode_response,
 )
+from smtpsec.auth._saslprep import saslprep
 from smtpsec.errors import (
+    AuthenticationError,
     CapabilityError,
     InvalidArgumentError,
     LocalProtocolError,
@@ -376,13 +376,23 @@ def test_scram_low_iteration_count_is_a_downgrade() -> None:
         mech.respond(RFC7677_SERVER_FIRST.replace(b"i=4096", b"i=4095"))
 
 
-def test_scram_huge_iteration_count_refused() -> None:
+def test_scram_iteration_count_above_the_policy_cap_is_refused_before_pbkdf2() -> None:
+    """The cap bounds the CPU a hostile server can make us burn (Policy.scram_max_iterations)."""
     mech = scram256()
     mech.initial_response()
-    with pytest.raises(SecurityError, match="iterations"):
-        mech.respond(
-            RFC7677_SERVER_FIRST.replace(b"i=4096", f"i={SCRAM_MAX_ITERATIONS + 1}".encode())
-        )
+    cap = smtpsec.Policy().scram_max_iterations
+    with pytest.raises(AuthenticationError, match="scram_max_iterations") as info:
+        mech.respond(RFC7677_SERVER_FIRST.replace(b"i=4096", f"i={cap + 1}".encode()))
+    assert info.value.code == 334
+
+
+def test_scram_iteration_cap_is_per_mechanism() -> None:
+    mech = ScramSHA256(
+        Credentials("user", "pencil"), max_iterations=5000, _client_nonce="rOprNGfwEbeRWgbNEkqO"
+    )
+    mech.initial_response()
+    with pytest.raises(AuthenticationError, match="5,000"):
+        mech.respond(RFC7677_SERVER_FIRST.replace(b"i=4096", b"i=5001"))
 
 
 @pytest.mark.parametrize(

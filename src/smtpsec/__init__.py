@@ -10,11 +10,8 @@ always verified, and a guard fails closed on every downgrade trick::
         print(s.report)
 """
 
-from __future__ import annotations
-
-from ._sending import RecipientRefusal, SendOptions, SendResult
 from ._version import __version__
-from .client import Outgoing, Session, connect, connect_transport, send
+from .client import Session, connect, connect_transport, send
 from .discovery import Endpoint, discover
 from .errors import (
     AuthenticationError,
@@ -44,8 +41,10 @@ from .errors import (
     UpgradeAvailableWarning,
 )
 from .memory import Account, TLSMemory
+from .options import ConnectOptions
 from .policy import Policy, Security, select_plan
 from .report import SecurityReport
+from .sending import MessageInput, Outgoing, RecipientRefusal, SendOptions, SendResult
 from .tls import TLSInfo
 
 __all__ = [
@@ -54,12 +53,14 @@ __all__ = [
     "CapabilityError",
     "CertificateError",
     "ConnectError",
+    "ConnectOptions",
     "DowngradeError",
     "Endpoint",
     "InsecureAuthError",
     "InsecureConfigurationWarning",
     "InvalidArgumentError",
     "LocalProtocolError",
+    "MessageInput",
     "Outgoing",
     "PinMismatchError",
     "Policy",

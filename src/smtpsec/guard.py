@@ -1,36 +1,54 @@
 """The downgrade guard: pure checks at named checkpoints that raise typed errors.
 
-The client asks the guard at each checkpoint (after the greeting, after EHLO,
-after the STARTTLS reply, after the handshake, before AUTH, before MAIL). It
-never does I/O and never retries: a failed check ends the connection, and
-nothing after it is sent in cleartext. The same guard serves the smtplib
-adapter.
+The engine asks the guard at each checkpoint (before connecting, after the
+greeting, after EHLO, after the STARTTLS reply, after the handshake, before
+AUTH, before MAIL). The guard decides from data alone: the policy, the
+attempt, and a snapshot of the TLS memory taken before the dialogue. It does
+no I/O and emits no warnings: what the caller should be warned about is kept
+in :attr:`Guard.findings`, and each front end turns those into warnings that
+point at the caller's own line. A failed check ends the connection, and
+nothing after it is sent in cleartext. Every front end (native, asyncio, the
+smtplib drop-in, the CLI) uses this one guard; :class:`~smtpsec._advice.Advice`
+words its fixes for the API at hand.
 """
 
 from __future__ import annotations
 
 import ssl
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from typing_extensions import assert_never
+
+from ._advice import NATIVE, Advice
 from .errors import (
     DowngradeError,
     InsecureAuthError,
     InsecureConfigurationWarning,
     PinMismatchError,
-    RemoteProtocolError,
     ReplyError,
     SMTPSecWarning,
     TLSUnavailableError,
     TLSVersionError,
     UpgradeAvailableWarning,
 )
-from .memory import Account
-from .policy import Attempt, Policy
+from .policy import Attempt, Policy, Security
 from .sansio import Extensions, Reply
 from .tls import TLSInfo
 
-__all__ = ["Guard"]
+__all__ = ["Finding", "Guard"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something the caller should be warned about (the guard never warns itself).
+
+    Attributes:
+        category: the warning class.
+        message: the warning text.
+    """
+
+    category: type[Warning]
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,36 +59,48 @@ class Guard:
         policy: trust and minimum-security settings.
         attempt: the port and TLS start chosen by :func:`~smtpsec.policy.select_plan`.
         host: the server name.
-        user: the account's user name ("" without credentials) for TLS memory.
+        remembered: the TLS memory, read before the dialogue, says this
+            account had verified TLS before (RFC 8314 §5.2).
+        advice: how fixes are worded for the caller's API.
+
+    Attributes:
+        findings: warnings for the caller, in the order they arose.
     """
 
     policy: Policy
     attempt: Attempt
     host: str
-    user: str = ""
+    remembered: bool = False
+    advice: Advice = NATIVE
+    findings: list[Finding] = field(default_factory=list, compare=False)
 
     @property
-    def account(self) -> Account:
-        """The TLS-memory key of this connection."""
-        return Account(user=self.user, host=self.host, port=self.attempt.port)
+    def peer(self) -> str:
+        """``host:port`` for messages."""
+        return f"{self.host}:{self.attempt.port}"
 
-    def _remembered(self) -> bool:
-        memory = self.policy.memory
-        return memory is not None and memory.requires_tls(self.account)
+    def _note(self, category: type[Warning], message: str) -> None:
+        self.findings.append(Finding(category, message))
+
+    def take_findings(self) -> list[Finding]:
+        """The findings so far, removed from the guard (each is reported once)."""
+        found = list(self.findings)
+        self.findings.clear()
+        return found
 
     # ------------------------------------------------------------------ checkpoints
 
     def before_connect(self) -> None:
         """Refuse a plaintext plan where TLS memory says TLS worked before."""
-        if self.attempt.tls == "none" and self._remembered():
+        if self.attempt.tls is Security.PLAINTEXT and self.remembered:
             raise DowngradeError(
-                f"TLS memory says {self.host}:{self.attempt.port} gave verified TLS before; "
-                "refusing Security.PLAINTEXT for this account. If the server really "
-                "changed, forget the account in the TLS memory first"
+                f"TLS memory says {self.peer} gave verified TLS before; refusing "
+                f"{self.advice.plaintext} for this account. If the server really changed, "
+                f"remove the account from the TLS memory first ({self.advice.forget_account})"
             )
 
     def after_greeting(self, reply: Reply, *, tls: bool) -> None:
-        """Only a 220 greeting leads anywhere."""
+        """Only a 220 greeting leads anywhere (R-LIB-GREET-1)."""
         if reply.code != 220:
             raise ReplyError(
                 f"the server greeted with {reply.code} instead of 220 "
@@ -91,55 +121,58 @@ class Guard:
             return False  # never STARTTLS inside TLS (R-3207-4.2-3)
         offered = "STARTTLS" in extensions
         mode = self.attempt.tls
-        if mode == "implicit":
-            # A caller that skipped the handshake must not fall through to the
-            # cleartext branches below: fail closed (R-EAST-IMP-1).
-            raise TLSUnavailableError(
-                f"{self.host}:{self.attempt.port} was to use implicit TLS, but the session "
-                "reached EHLO without TLS; nothing else was sent. This is a bug in the "
-                "caller of the guard: run the TLS handshake first"
-            )
-        if mode == "starttls":
-            if not offered:
+        match mode:
+            case Security.IMPLICIT_TLS:
+                # A caller that skipped the handshake must not fall through to
+                # the cleartext branches below: fail closed (R-EAST-IMP-1).
                 raise TLSUnavailableError(
-                    f"{self.host}:{self.attempt.port} does not offer STARTTLS, and this "
-                    "connection requires TLS; nothing was sent. The server may be "
-                    "misconfigured, or an attacker stripped STARTTLS. Try "
-                    "Security.IMPLICIT_TLS on port 465"
+                    f"{self.peer} was to use implicit TLS, but the session reached EHLO "
+                    "without TLS; nothing else was sent. This is a bug in the caller of "
+                    "the guard: run the TLS handshake first"
                 )
-            return True
-        if mode == "opportunistic":
-            if offered:
+            case Security.STARTTLS:
+                if not offered:
+                    raise TLSUnavailableError(
+                        f"{self.peer} does not offer STARTTLS, and this connection requires "
+                        "TLS; nothing was sent. The server may be misconfigured, or an "
+                        f"attacker stripped STARTTLS. Try implicit TLS: {self.advice.implicit_tls}"
+                    )
                 return True
-            if self._remembered():
-                raise DowngradeError(
-                    f"{self.host}:{self.attempt.port} no longer offers STARTTLS, but TLS "
-                    "memory records verified TLS for this account: refusing a cleartext "
-                    "session (possible STARTTLS stripping)"
+            case Security.OPPORTUNISTIC:
+                if offered:
+                    return True
+                if self.remembered:
+                    raise DowngradeError(
+                        f"{self.peer} no longer offers STARTTLS, but TLS memory records "
+                        "verified TLS for this account: refusing a cleartext session "
+                        "(possible STARTTLS stripping)"
+                    )
+                self._note(
+                    InsecureConfigurationWarning,
+                    f"{self.peer} offers no STARTTLS: continuing in cleartext because "
+                    f"{self.advice.opportunistic} was chosen; AUTH is refused",
                 )
-            warnings.warn(
-                f"{self.host}:{self.attempt.port} offers no STARTTLS: continuing in "
-                "cleartext because Security.OPPORTUNISTIC was chosen; AUTH is refused",
-                InsecureConfigurationWarning,
-                stacklevel=4,
-            )
-            return False
-        if offered:  # mode == "none"
-            warnings.warn(
-                f"{self.host}:{self.attempt.port} offers STARTTLS but Security.PLAINTEXT "
-                "was chosen; use Security.STARTTLS to protect this session",
-                UpgradeAvailableWarning,
-                stacklevel=4,
-            )
-        return False
+                return False
+            case Security.PLAINTEXT:
+                if offered:
+                    self._note(
+                        UpgradeAvailableWarning,
+                        f"{self.peer} offers STARTTLS but {self.advice.plaintext} was "
+                        f"chosen; to protect this session, {self.advice.starttls}",
+                    )
+                return False
+            case Security.AUTO:  # pragma: no cover - Attempt refuses AUTO
+                raise AssertionError("an attempt is never AUTO")
+            case _:
+                assert_never(mode)
 
     def after_starttls_reply(self, reply: Reply) -> None:
-        """Anything but 220 ends the connection; the text is unverified."""
+        """Anything but 220 ends the connection (R-3207-4-2); the text is unverified."""
         if reply.code != 220:
             raise TLSUnavailableError(
-                f"{self.host}:{self.attempt.port} refused STARTTLS with {reply.code} "
+                f"{self.peer} refused STARTTLS with {reply.code} "
                 f"[unverified server text: {reply.text!r}]; TLS is required, so nothing "
-                "else was sent. Retry later or use Security.IMPLICIT_TLS on port 465",
+                f"else was sent. Retry later, or {self.advice.implicit_tls}",
                 code=reply.code,
                 text=reply.text,
             )
@@ -154,28 +187,26 @@ class Guard:
         floor = self.policy.min_tls_version
         if version is None or version < floor:
             raise TLSVersionError(
-                f"{self.host}:{self.attempt.port} negotiated {info.version}, below the "
-                f"policy floor {floor.name}; the server must support TLS 1.2 or newer"
+                f"{self.peer} negotiated {info.version}, below {self.advice.tls_floor} "
+                f"({floor.name}); the server must support TLS 1.2 or newer"
             )
         if self.policy.client_cert is not None and version < ssl.TLSVersion.TLSv1_3:
             # R-8314-8-1: before TLS 1.3 the client certificate crosses the wire
             # unencrypted, which tells an observer who is logging in.
-            warnings.warn(
-                f"{self.host}:{self.attempt.port} negotiated {info.version}: a client "
-                "certificate sent in this handshake was visible to observers (it is "
-                "encrypted only with TLS 1.3); ask the provider for TLS 1.3, or set "
-                "Policy(min_tls_version=ssl.TLSVersion.TLSv1_3) to require it",
+            self._note(
                 SMTPSecWarning,
-                stacklevel=4,
+                f"{self.peer} negotiated {info.version}: a client certificate sent in this "
+                "handshake was visible to observers (it is encrypted only with TLS 1.3); "
+                f"ask the provider for TLS 1.3, or {self.advice.require_tls13} to require it",
             )
         pins = self.policy.pins
         if not pins:
             return False
         if info.spki_pin not in pins:
             raise PinMismatchError(
-                f"{self.host}:{self.attempt.port} presented key {info.spki_pin}, which "
-                "matches none of the configured pins; if the server legitimately "
-                "changed its key, update Policy(pins=...)"
+                f"{self.peer} presented key {info.spki_pin}, which matches none of the "
+                f"configured pins; if the server legitimately changed its key, "
+                f"{self.advice.update_pins}"
             )
         return True
 
@@ -184,26 +215,24 @@ class Guard:
         if info is not None and info.verified and not self.policy.pinned_instead_of_ca:
             return
         if self.policy.allow_cleartext_auth:
-            warnings.warn(
-                "sending credentials without verified TLS because "
-                "Policy(allow_cleartext_auth=True) was set",
+            self._note(
                 InsecureConfigurationWarning,
-                stacklevel=4,
+                f"sending credentials without verified TLS because "
+                f"{self.advice.cleartext_auth} was set",
             )
             return
         what = "in cleartext" if info is None else "over TLS whose certificate was not verified"
         raise InsecureAuthError(
-            f"refusing to send credentials {what} to {self.host}:{self.attempt.port}; use "
-            "Security.IMPLICIT_TLS or Security.STARTTLS with a verified certificate "
-            "(Policy(allow_cleartext_auth=True) exists for loopback test servers only)"
+            f"refusing to send credentials {what} to {self.peer}; {self.advice.verified_tls} "
+            f"({self.advice.cleartext_auth} exists for loopback test servers only)"
         )
 
     def before_mail(self, info: TLSInfo | None) -> None:
         """No message leaves over a session weaker than TLS memory recorded."""
-        if (info is None or not info.verified) and self._remembered():
+        if (info is None or not info.verified) and self.remembered:
             raise DowngradeError(
-                f"TLS memory records verified TLS for {self.host}:{self.attempt.port}, but "
-                "this session has none; refusing to send the message"
+                f"TLS memory records verified TLS for {self.peer}, but this session has "
+                "none; refusing to send the message"
             )
 
     def confidential(self, info: TLSInfo | None) -> bool:
@@ -221,11 +250,3 @@ def _enhanced(reply: Reply) -> str | None:
 def _quote(reply: Reply, tls: bool) -> str:
     label = "" if tls else "unverified server text: "
     return f"{label}{reply.text!r}"
-
-
-def unexpected(reply: Reply, doing: str, *, tls: bool) -> RemoteProtocolError:
-    """A reply code that makes no sense at this point of the dialogue."""
-    return RemoteProtocolError(
-        f"unexpected reply {reply.code} to {doing} ({_quote(reply, tls)}); the server is "
-        "broken or something in the path altered the dialogue"
-    )

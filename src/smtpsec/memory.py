@@ -30,21 +30,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 from .errors import InvalidArgumentError, PolicyError, SMTPSecWarning
+from .modes import Security
 
-__all__ = ["STORE_VERSION", "Account", "Expectation", "TLSMemory", "TLSMode"]
-
-#: How TLS was reached; the same spelling as ``smtpsec.Security`` values.
-TLSMode = Literal["implicit_tls", "starttls"]
+__all__ = ["STORE_VERSION", "Account", "Expectation", "TLSMemory"]
 
 #: Format version written to and required from the store file.
 STORE_VERSION: Final = 1
 
 #: Stronger modes rank higher; implicit TLS has no cleartext phase to attack.
-_MODE_RANK: Final[dict[str, int]] = {"starttls": 0, "implicit_tls": 1}
-_MODES: Final[dict[str, TLSMode]] = {"starttls": "starttls", "implicit_tls": "implicit_tls"}
+_MODE_RANK: Final[dict[Security, int]] = {Security.STARTTLS: 0, Security.IMPLICIT_TLS: 1}
 #: What ssl.SSLSocket.version() reports for TLS ("TLSv1.2", "TLSv1.3").
 _TLS_VERSION_RE: Final = re.compile(r"TLSv([0-9])(?:\.([0-9]))?")
 #: A store of many thousand accounts is still far below this; more is not ours.
@@ -97,7 +94,8 @@ class Expectation:
     """What an account achieved before: the floor for its later sessions.
 
     Attributes:
-        mode: ``"implicit_tls"`` or ``"starttls"`` (the strongest seen).
+        mode: :attr:`Security.IMPLICIT_TLS` or :attr:`Security.STARTTLS` (the
+            strongest seen).
         tls_version: the highest TLS version seen, as ``ssl`` spells it ("TLSv1.3").
         verified: always ``True``: only certificate-verified sessions are recorded.
         first_seen: ISO 8601 UTC time of the first recorded session.
@@ -107,7 +105,7 @@ class Expectation:
         InvalidArgumentError: a field has a value the store never writes.
     """
 
-    mode: TLSMode
+    mode: Security
     tls_version: str
     verified: bool
     first_seen: str
@@ -125,13 +123,16 @@ class Expectation:
                 raise InvalidArgumentError(f"{stamp!r} is not an ISO 8601 time") from exc
 
 
-def _check_mode(mode: str) -> TLSMode:
-    checked = _MODES.get(mode) if isinstance(mode, str) else None
-    if checked is None:
+def _check_mode(mode: object) -> Security:
+    """A mode TLS memory can hold: a :class:`Security` member or its stored value."""
+    if isinstance(mode, str):
+        mode = next((m for m in _MODE_RANK if m.value == mode), mode)
+    if not isinstance(mode, Security) or mode not in _MODE_RANK:
         raise InvalidArgumentError(
-            f"TLS mode {mode!r} cannot be remembered; use 'implicit_tls' or 'starttls'"
+            f"TLS mode {mode!r} cannot be remembered; use Security.IMPLICIT_TLS or "
+            "Security.STARTTLS"
         )
-    return checked
+    return mode
 
 
 def _version_rank(version: str) -> tuple[int, int]:
@@ -248,7 +249,7 @@ class TLSMemory:
 
     # ------------------------------------------------------------------ changes
 
-    def record(self, account: Account, *, mode: str, tls_version: str) -> None:
+    def record(self, account: Account, *, mode: Security, tls_version: str) -> None:
         """Remember that *account* just completed a certificate-verified TLS session.
 
         Never weakens a stored expectation: the stronger mode and the higher TLS
@@ -256,7 +257,7 @@ class TLSMemory:
 
         Args:
             account: the account that connected.
-            mode: ``"implicit_tls"`` or ``"starttls"``.
+            mode: :attr:`Security.IMPLICIT_TLS` or :attr:`Security.STARTTLS`.
             tls_version: the negotiated version, e.g. ``"TLSv1.3"``.
 
         Raises:
@@ -420,7 +421,7 @@ def _serialize(entries: dict[Account, Expectation]) -> dict[str, Any]:
                 "user": account.user,
                 "host": account.host,
                 "port": account.port,
-                "mode": expectation.mode,
+                "mode": expectation.mode.value,
                 "tls_version": expectation.tls_version,
                 "verified": expectation.verified,
                 "first_seen": expectation.first_seen,

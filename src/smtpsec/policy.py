@@ -7,56 +7,55 @@ session's :class:`~smtpsec.report.SecurityReport`.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import os
 import re
 import ssl
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final
+
+from typing_extensions import assert_never
 
 from ._types import SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT
 from .errors import PolicyError
+from .memory import TLSMemory
+from .modes import Security
 
-if TYPE_CHECKING:
-    from .memory import TLSMemory
-
-__all__ = ["Attempt", "Plan", "Policy", "Security", "TLSStart", "is_loopback", "select_plan"]
-
-
-class Security(enum.Enum):
-    """How a connection reaches TLS (RFC 8314).
-
-    Attributes:
-        AUTO: port 465 → implicit TLS; any other port → STARTTLS, required; no
-            port → try 465 with implicit TLS, then 587 with required STARTTLS.
-            Never cleartext.
-        IMPLICIT_TLS: TLS from the first byte (port 465 by default).
-        STARTTLS: plaintext greeting, then STARTTLS, which is *required*: a server
-            that does not offer it, or refuses it, ends the connection.
-        OPPORTUNISTIC: STARTTLS when offered, otherwise cleartext with an
-            :class:`~smtpsec.errors.InsecureConfigurationWarning`; AUTH is refused
-            without verified TLS. For relays on trusted networks only.
-        PLAINTEXT: no TLS at all. Explicit; warns unless the host is loopback.
-    """
-
-    AUTO = "auto"
-    IMPLICIT_TLS = "implicit_tls"
-    STARTTLS = "starttls"
-    OPPORTUNISTIC = "opportunistic"
-    PLAINTEXT = "plaintext"
-
-
-TLSStart = Literal["implicit", "starttls", "opportunistic", "none"]
+__all__ = [
+    "DEFAULT_SCRAM_MAX_ITERATIONS",
+    "SCRAM_MIN_ITERATIONS",
+    "Attempt",
+    "Plan",
+    "Policy",
+    "Security",
+    "is_loopback",
+    "select_plan",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One port to try and how to start TLS on it."""
+    """One port to try and how to start TLS on it.
+
+    Attributes:
+        port: the port.
+        tls: :attr:`Security.IMPLICIT_TLS`, :attr:`Security.STARTTLS` (required),
+            :attr:`Security.OPPORTUNISTIC` or :attr:`Security.PLAINTEXT`; never
+            :attr:`Security.AUTO`, which :func:`select_plan` resolves.
+    """
 
     port: int
-    tls: TLSStart
+    tls: Security
+
+    def __post_init__(self) -> None:
+        if self.tls is Security.AUTO:
+            raise PolicyError("an attempt starts TLS one definite way; AUTO is resolved by a plan")
+
+    @property
+    def requires_tls(self) -> bool:
+        """Whether this attempt must end in TLS (implicit or required STARTTLS)."""
+        return self.tls in (Security.IMPLICIT_TLS, Security.STARTTLS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +70,11 @@ class Plan:
     attempts: tuple[Attempt, ...]
     reason: str
 
+
+#: RFC 7677 §4: servers must use at least 4,096 iterations.
+SCRAM_MIN_ITERATIONS: Final = 4096
+#: The default bound on what a server may ask (see ``Policy.scram_max_iterations``).
+DEFAULT_SCRAM_MAX_ITERATIONS: Final = 1_000_000
 
 #: Matched with fullmatch: "$" alone would also accept a trailing newline.
 _PIN_RE: Final = re.compile(r"sha256/[A-Za-z0-9+/]{43}=")
@@ -104,6 +108,14 @@ class Policy:
         allow_cleartext_auth: permit credentials without verified TLS (loopback
             test servers). Emits a warning; never the default.
         allow_unverified_context: acknowledge that ``ssl_context`` does not verify.
+        scram_max_iterations: the most PBKDF2 iterations a server may ask of
+            SCRAM (RFC 7677 §4). Each costs client CPU before the password is
+            even checked, so a hostile server could stall the client; the
+            default (1,000,000, about a quarter of a second of CPU on a current
+            machine) is far above what real servers use (4,096 to 600,000). A
+            server asking more fails with an
+            :class:`~smtpsec.errors.AuthenticationError`, after the exchange is
+            cancelled.
     """
 
     cafile: str | os.PathLike[str] | None = None
@@ -117,6 +129,13 @@ class Policy:
     memory: TLSMemory | None = field(default=None, compare=False)
     allow_cleartext_auth: bool = False
     allow_unverified_context: bool = False
+    scram_max_iterations: int = DEFAULT_SCRAM_MAX_ITERATIONS
+    #: TLS contexts built from this policy, shared by its connections (a frozen
+    #: policy always builds the same context; loading the trust store costs
+    #: tens of milliseconds). Filled lazily by :func:`smtpsec.tls.build_context`.
+    _contexts: dict[bool, ssl.SSLContext] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.min_tls_version < ssl.TLSVersion.TLSv1_2 and not self.allow_legacy_tls:
@@ -157,6 +176,12 @@ class Policy:
             raise PolicyError("pinned_instead_of_ca=True needs at least one pin in pins=")
         if self.client_cert is not None and len(self.client_cert) not in (2, 3):
             raise PolicyError("client_cert must be (certfile, keyfile[, password])")
+        if not self.scram_max_iterations >= SCRAM_MIN_ITERATIONS:
+            raise PolicyError(
+                f"scram_max_iterations={self.scram_max_iterations} is below the "
+                f"{SCRAM_MIN_ITERATIONS} iterations RFC 7677 requires servers to use; "
+                "no server could authenticate with SCRAM"
+            )
 
     @property
     def verifies(self) -> bool:
@@ -203,39 +228,54 @@ def select_plan(host: str, port: int | None, security: Security) -> Plan:
     """
     if port is not None and not 0 < port < 65536:
         raise PolicyError(f"port {port} is out of range; submission uses 465 or 587")
-    if security is Security.AUTO:
-        if port is None:
+    match security:
+        case Security.AUTO:
+            return _auto_plan(port)
+        case Security.IMPLICIT_TLS:
+            p = SUBMISSIONS_PORT if port is None else port
+            return Plan(security, (Attempt(p, security),), "implicit TLS requested")
+        case Security.STARTTLS:
+            p = SUBMISSION_PORT if port is None else port
+            return Plan(security, (Attempt(p, security),), "STARTTLS requested (required)")
+        case Security.OPPORTUNISTIC:
+            p = SUBMISSION_PORT if port is None else port
             return Plan(
                 security,
-                (Attempt(SUBMISSIONS_PORT, "implicit"), Attempt(SUBMISSION_PORT, "starttls")),
-                "no port given: trying 465 with implicit TLS first (RFC 8314 §3.3), then 587 "
-                "with required STARTTLS if 465 cannot be reached",
+                (Attempt(p, security),),
+                "opportunistic STARTTLS requested: cleartext if the server offers no STARTTLS",
             )
-        if port == SUBMISSIONS_PORT:
+        case Security.PLAINTEXT:
+            p = SMTP_PORT if port is None else port
+            where = "loopback" if is_loopback(host) else "a network host"
             return Plan(
-                security,
-                (Attempt(port, "implicit"),),
-                "port 465 is 'submissions': implicit TLS (RFC 8314 §3.3, §7.3)",
+                security, (Attempt(p, security),), f"plaintext requested explicitly ({where})"
             )
-        note = " (port 25 is for relay; submission belongs on 465 or 587)" if port == 25 else ""
+        case _:
+            assert_never(security)
+
+
+def _auto_plan(port: int | None) -> Plan:
+    """:attr:`Security.AUTO`: implicit TLS on 465, required STARTTLS elsewhere, never cleartext."""
+    auto = Security.AUTO
+    if port is None:
         return Plan(
-            security,
-            (Attempt(port, "starttls"),),
-            f"port {port}: STARTTLS, required; cleartext is never used (RFC 8314 §3.3){note}",
+            auto,
+            (
+                Attempt(SUBMISSIONS_PORT, Security.IMPLICIT_TLS),
+                Attempt(SUBMISSION_PORT, Security.STARTTLS),
+            ),
+            "no port given: trying 465 with implicit TLS first (RFC 8314 §3.3), then 587 "
+            "with required STARTTLS if 465 cannot be reached",
         )
-    if security is Security.IMPLICIT_TLS:
-        p = SUBMISSIONS_PORT if port is None else port
-        return Plan(security, (Attempt(p, "implicit"),), "implicit TLS requested")
-    if security is Security.STARTTLS:
-        p = SUBMISSION_PORT if port is None else port
-        return Plan(security, (Attempt(p, "starttls"),), "STARTTLS requested (required)")
-    if security is Security.OPPORTUNISTIC:
-        p = SUBMISSION_PORT if port is None else port
+    if port == SUBMISSIONS_PORT:
         return Plan(
-            security,
-            (Attempt(p, "opportunistic"),),
-            "opportunistic STARTTLS requested: cleartext if the server offers no STARTTLS",
+            auto,
+            (Attempt(port, Security.IMPLICIT_TLS),),
+            "port 465 is 'submissions': implicit TLS (RFC 8314 §3.3, §7.3)",
         )
-    p = SMTP_PORT if port is None else port
-    where = "loopback" if is_loopback(host) else "a network host"
-    return Plan(security, (Attempt(p, "none"),), f"plaintext requested explicitly ({where})")
+    note = " (port 25 is for relay; submission belongs on 465 or 587)" if port == SMTP_PORT else ""
+    return Plan(
+        auto,
+        (Attempt(port, Security.STARTTLS),),
+        f"port {port}: STARTTLS, required; cleartext is never used (RFC 8314 §3.3){note}",
+    )

@@ -17,7 +17,8 @@ class SecurityReport:
 
     Attributes:
         security: the requested mode.
-        mode: what happened: ``"implicit_tls"``, ``"starttls"`` or ``"plaintext"``.
+        mode: what happened: :attr:`Security.IMPLICIT_TLS`, :attr:`Security.STARTTLS`
+            or :attr:`Security.PLAINTEXT`.
         reason: why this mode and port were chosen.
         host: the server name connected to.
         port: the port connected to.
@@ -33,7 +34,7 @@ class SecurityReport:
     """
 
     security: Security
-    mode: str
+    mode: Security
     reason: str
     host: str
     port: int
@@ -49,7 +50,7 @@ class SecurityReport:
     def __str__(self) -> str:
         lines = [
             f"submission hop   {self.host}:{self.port}",
-            f"mode             {self.mode} (requested {self.security.name})",
+            f"mode             {self.mode.value} (requested {self.security.name})",
             f"why              {self.reason}",
         ]
         if self.tls_version:

@@ -1,7 +1,10 @@
-"""The one TLS chokepoint: context builder, TLS session facts, SPKI pins, error mapping.
+"""The one TLS chokepoint: context builder, the "verified" verdict, session facts,
+SPKI pins, error mapping.
 
 Every TLS connection smtpsec makes uses :func:`build_context`; every strict
-default carries a comment saying why.
+default carries a comment saying why. Every handshake, on every transport,
+ends in :func:`session_info`, the one place that decides whether a session
+counts as verified.
 """
 
 from __future__ import annotations
@@ -9,16 +12,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import certifi
 
 from . import _der
+from ._advice import NATIVE, Advice
 from .errors import CertificateError, SecurityError, TLSUnavailableError, TLSVersionError
 from .policy import Policy
 
-__all__ = ["TLSInfo", "build_context", "spki_pin", "tls_info", "translate_ssl_error"]
+__all__ = [
+    "TLSInfo",
+    "build_context",
+    "session_info",
+    "spki_pin",
+    "tls_info",
+    "translate_ssl_error",
+    "verified_verdict",
+]
 
 _VERSION_ORDER: Final = {
     "SSLv3": ssl.TLSVersion.SSLv3,
@@ -53,14 +66,34 @@ class TLSInfo:
         return _VERSION_ORDER.get(self.version)
 
 
-def build_context(policy: Policy) -> ssl.SSLContext:
-    """Build the client :class:`ssl.SSLContext` for ``policy``.
+def build_context(policy: Policy, *, check_hostname: bool = True) -> ssl.SSLContext:
+    """The client :class:`ssl.SSLContext` for ``policy``, built once and shared.
 
-    A caller's ``ssl_context`` is returned as given (the policy refused an
-    unverifying one unless explicitly allowed).
+    A frozen policy always builds the same context, and loading the default
+    trust store costs tens of milliseconds and hundreds of KiB, so the
+    context is built on first use and then shared by every connection made
+    with that policy (contexts are safe to share between threads). Never
+    modify the returned context.
+
+    Args:
+        policy: the trust and minimum-security settings.
+        check_hostname: ``False`` only when smtpsec checks the RFC 7817
+            reference identities itself after the handshake (discovered
+            endpoints); the chain is validated either way.
+
+    Returns:
+        A caller's ``ssl_context`` as given (the policy refused an unverifying
+        one unless explicitly allowed), else smtpsec's context.
     """
     if policy.ssl_context is not None:
         return policy.ssl_context
+    cached = policy._contexts.get(check_hostname)
+    if cached is None:
+        cached = policy._contexts.setdefault(check_hostname, _new_context(policy, check_hostname))
+    return cached
+
+
+def _new_context(policy: Policy, check_hostname: bool) -> ssl.SSLContext:
     # PROTOCOL_TLS_CLIENT: CERT_REQUIRED and check_hostname on by default.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if policy.pinned_instead_of_ca:
@@ -68,12 +101,15 @@ def build_context(policy: Policy) -> ssl.SSLContext:
         # the only authentication, and the session is reported non-confidential.
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    elif policy.cafile is not None or policy.cadata is not None:
-        # A private CA replaces the public roots: trust exactly what was named.
-        ctx.load_verify_locations(cafile=policy.cafile, cadata=policy.cadata)
     else:
-        # certifi: the same Mozilla roots on every OS, independent of system config.
-        ctx.load_verify_locations(cafile=certifi.where())
+        if policy.cafile is not None or policy.cadata is not None:
+            # A private CA replaces the public roots: trust exactly what was named.
+            ctx.load_verify_locations(cafile=policy.cafile, cadata=policy.cadata)
+        else:
+            # certifi: the same Mozilla roots on every OS, independent of system config.
+            ctx.load_verify_locations(cafile=certifi.where())
+        # The RFC 7817 check after the handshake replaces the context's name check.
+        ctx.check_hostname = check_hostname
     # RFC 8996/8997: nothing below TLS 1.2 (unless the policy opted in explicitly).
     ctx.minimum_version = policy.min_tls_version
     if policy.min_tls_version < ssl.TLSVersion.TLSv1_2:
@@ -88,6 +124,42 @@ def build_context(policy: Policy) -> ssl.SSLContext:
         certfile, keyfile, *rest = policy.client_cert
         ctx.load_cert_chain(certfile, keyfile, rest[0] if rest else None)
     return ctx
+
+
+def verified_verdict(context: ssl.SSLContext, *, identity_checked: bool) -> bool:
+    """The one "verified" verdict for a completed handshake.
+
+    Verified means the chain was validated (``CERT_REQUIRED``) *and* the
+    server's name was checked, by the context (``check_hostname``) or by
+    smtpsec's RFC 7817 identity check (``identity_checked``).
+    """
+    return context.verify_mode == ssl.CERT_REQUIRED and (context.check_hostname or identity_checked)
+
+
+def session_info(
+    tls: ssl.SSLSocket | ssl.SSLObject,
+    context: ssl.SSLContext,
+    verify_identity: Callable[[bytes], object] | None,
+) -> TLSInfo:
+    """Finish a handshake: run the identity check (if any), decide, describe.
+
+    Every transport calls this right after its handshake.
+
+    Args:
+        tls: the TLS socket or object that completed the handshake.
+        context: the context it used.
+        verify_identity: smtpsec's RFC 7817 check, called with the server's DER
+            certificate; it raises when the certificate does not match.
+
+    Raises:
+        CertificateError: the identity check failed, or the certificate is
+            malformed beyond what :mod:`smtpsec._der` tolerates.
+    """
+    checked = False
+    if verify_identity is not None:
+        verify_identity(tls.getpeercert(binary_form=True) or b"")
+        checked = True
+    return tls_info(tls, verified=verified_verdict(context, identity_checked=checked))
 
 
 def spki_pin(cert_der: bytes) -> str:
@@ -123,9 +195,12 @@ def tls_info(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> TLSInfo:
 
 
 def translate_ssl_error(
-    exc: ssl.SSLError, *, host: str, port: int, implicit: bool
+    exc: ssl.SSLError, *, host: str, port: int, implicit: bool, advice: Advice = NATIVE
 ) -> SecurityError:
-    """Turn an :class:`ssl.SSLError` from a handshake into a typed, actionable error."""
+    """Turn an :class:`ssl.SSLError` from a handshake into a typed, actionable error.
+
+    ``advice`` words the fix for the caller's API.
+    """
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or str(exc)
         lowered = detail.lower()
@@ -134,16 +209,14 @@ def translate_ssl_error(
         elif "not yet valid" in lowered:
             fix = "check the clocks of this machine and of the server; the certificate starts later"
         elif "self-signed" in lowered or "self signed" in lowered:
-            fix = (
-                "if you run this server, trust its CA with Policy(cafile=...), or pin its "
-                "key at setup with Policy(pins=..., pinned_instead_of_ca=True)"
-            )
+            pin = f", {advice.pin_self_signed}" if advice.pin_self_signed else ""
+            fix = f"if you run this server, {advice.private_ca}{pin}"
         elif "local issuer" in lowered or "unknown ca" in lowered:
-            fix = "for a private CA, pass Policy(cafile='/path/to/ca.pem')"
+            fix = f"for a private CA, {advice.private_ca}"
         elif "hostname" in lowered or "ip address mismatch" in lowered:
             fix = "connect using a name listed on the certificate"
         else:
-            fix = "fix the server certificate or trust its CA with Policy(cafile=...)"
+            fix = f"fix the server certificate, or {advice.private_ca}"
         return CertificateError(
             f"certificate verify failed for {host}:{port}: {detail}; {fix}. "
             "smtpsec never disables verification"
@@ -156,16 +229,14 @@ def translate_ssl_error(
         "WRONG_SSL_VERSION",
     }:
         return TLSVersionError(
-            f"{host}:{port} offers no TLS version this policy accepts ({reason}); the "
-            "server must support TLS 1.2 or newer (RFC 8997) and at least the "
-            "Policy(min_tls_version=...) floor"
+            f"{host}:{port} offers no TLS version this client accepts ({reason}); the "
+            f"server must support TLS 1.2 or newer (RFC 8997) and at least {advice.tls_floor}"
         )
     if reason in {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}:
         if implicit:
             return TLSUnavailableError(
                 f"port {port} on {host} answered in plaintext, not TLS ({reason}): it "
-                "probably speaks STARTTLS; use Security.STARTTLS, or Security.AUTO with "
-                "port 587"
+                f"probably speaks STARTTLS; {advice.starttls}"
             )
         return TLSUnavailableError(
             f"{host}:{port} did not start TLS after accepting STARTTLS ({reason}); the "

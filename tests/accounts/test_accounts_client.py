@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.discovery import Endpoint
 from smtpsec.testing import CA, SMTPServer
 
@@ -38,7 +39,7 @@ def test_memory_records_then_refuses_stripped_server_in_opportunistic_mode(
     """R-LIB-GUARD-1: verified STARTTLS once; stripped later → DowngradeError, no AUTH/MAIL."""
     memory = smtpsec.TLSMemory(tmp_path / "memory.json")
     policy = smtpsec.Policy(cafile=cafile, memory=memory)
-    with SMTPServer(_leaf(ca), tls="starttls", users=USERS) as good:
+    with SMTPServer(_leaf(ca), tls=Security.STARTTLS, users=USERS) as good:
         with smtpsec.connect(
             "localhost",
             good.port,
@@ -48,12 +49,14 @@ def test_memory_records_then_refuses_stripped_server_in_opportunistic_mode(
             policy=policy,
             timeout=5,
         ) as session:
-            assert session.report.mode == "starttls"
+            assert session.report.mode is Security.STARTTLS
         port = good.port
         account = smtpsec.Account("ann", "localhost", port)
         assert memory.requires_tls(account)
     # Same account (user, host, port), now behind an attacker that strips STARTTLS.
-    with SMTPServer(_leaf(ca), tls="starttls", users=USERS, strip_starttls=True, port=port) as bad:
+    with SMTPServer(
+        _leaf(ca), tls=Security.STARTTLS, users=USERS, strip_starttls=True, port=port
+    ) as bad:
         with pytest.raises(smtpsec.DowngradeError):
             smtpsec.connect(
                 "localhost",
@@ -72,10 +75,14 @@ def test_memory_records_then_refuses_stripped_server_in_opportunistic_mode(
 def test_memory_refuses_plaintext_mode_before_connecting(tmp_path: Path) -> None:
     """R-LIB-GUARD-1: a PLAINTEXT plan for a remembered account never opens a socket."""
     memory = smtpsec.TLSMemory(tmp_path / "memory.json")
-    memory.record(smtpsec.Account("", "localhost", 2525), mode="starttls", tls_version="TLSv1.3")
-    with SMTPServer(tls="none", port=0) as srv:
+    memory.record(
+        smtpsec.Account("", "localhost", 2525), mode=Security.STARTTLS, tls_version="TLSv1.3"
+    )
+    with SMTPServer(tls=Security.PLAINTEXT, port=0) as srv:
         memory.record(
-            smtpsec.Account("", "localhost", srv.port), mode="starttls", tls_version="TLSv1.3"
+            smtpsec.Account("", "localhost", srv.port),
+            mode=Security.STARTTLS,
+            tls_version="TLSv1.3",
         )
         with pytest.raises(smtpsec.DowngradeError, match="TLS memory"):
             smtpsec.connect(
@@ -93,7 +100,7 @@ def test_corrupt_memory_fails_closed(ca: CA, tmp_path: Path) -> None:
     path = tmp_path / "memory.json"
     path.write_text("{not json")
     memory = smtpsec.TLSMemory(path)
-    with SMTPServer(_leaf(ca), tls="starttls", strip_starttls=True) as srv:
+    with SMTPServer(_leaf(ca), tls=Security.STARTTLS, strip_starttls=True) as srv:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with pytest.raises(smtpsec.DowngradeError):
@@ -122,7 +129,7 @@ def _endpoint(port: int, *, domain: str, dnssec: bool = False) -> Endpoint:
 
 def test_unconfirmed_foreign_srv_target_is_refused_before_connecting(ca: CA, cafile: Path) -> None:
     """R-8314-5.1-5: unsigned SRV pointing outside the domain needs confirmation."""
-    with SMTPServer(_leaf(ca), tls="implicit") as srv:
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS) as srv:
         with pytest.raises(smtpsec.UntrustedDiscoveryError, match="confirmed_target=True"):
             smtpsec.connect(
                 _endpoint(srv.port, domain="example.test"), policy=smtpsec.Policy(cafile=cafile)
@@ -133,7 +140,7 @@ def test_unconfirmed_foreign_srv_target_is_refused_before_connecting(ca: CA, caf
 def test_srv_id_certificate_is_accepted_for_the_users_domain(ca: CA, cafile: Path) -> None:
     """R-7817-3-4: a cert carrying SRV-ID _submissions.<domain> (and not the target) passes."""
     leaf = ca.issue("mail.provider.test", srv_names=("_submissions.example.test",))
-    with SMTPServer(leaf, tls="implicit") as srv:
+    with SMTPServer(leaf, tls=Security.IMPLICIT_TLS) as srv:
         with smtpsec.connect(
             _endpoint(srv.port, domain="example.test"),
             policy=smtpsec.Policy(cafile=cafile),
@@ -142,13 +149,13 @@ def test_srv_id_certificate_is_accepted_for_the_users_domain(ca: CA, cafile: Pat
         ) as session:
             report = session.report
     assert report.verified and report.confidential
-    assert report.mode == "implicit_tls"
+    assert report.mode is Security.IMPLICIT_TLS
 
 
 def test_target_name_only_counts_when_confirmed_or_dnssec(ca: CA, cafile: Path) -> None:
     """R-7817-3-4: a cert only for the SRV target is accepted once the target is trusted."""
     leaf = ca.issue("localhost")
-    with SMTPServer(leaf, tls="implicit") as srv:
+    with SMTPServer(leaf, tls=Security.IMPLICIT_TLS) as srv:
         ep = _endpoint(srv.port, domain="example.test", dnssec=True)
         with smtpsec.connect(ep, policy=smtpsec.Policy(cafile=cafile), timeout=5) as session:
             assert session.report.verified
@@ -157,7 +164,7 @@ def test_target_name_only_counts_when_confirmed_or_dnssec(ca: CA, cafile: Path) 
 def test_certificate_for_another_name_fails_identity(ca: CA, cafile: Path) -> None:
     """R-7817-3-1: neither the domain, the SRV-ID nor the trusted target → CertificateError."""
     leaf = ca.issue("elsewhere.test")
-    with SMTPServer(leaf, tls="implicit", users=USERS) as srv:
+    with SMTPServer(leaf, tls=Security.IMPLICIT_TLS, users=USERS) as srv:
         with pytest.raises(smtpsec.CertificateError):
             smtpsec.connect(
                 _endpoint(srv.port, domain="example.test"),
@@ -181,8 +188,8 @@ def test_endpoint_rejects_conflicting_settings(ca: CA, cafile: Path) -> None:
 def test_pin_for_one_account_does_not_help_another_server(ca: CA, cafile: Path) -> None:
     """R-8314-5.4-2: a pin matches one key; another server's key fails with the presented pin."""
     with (
-        SMTPServer(_leaf(ca), tls="implicit") as first,
-        SMTPServer(_leaf(ca), tls="implicit") as second,
+        SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS) as first,
+        SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS) as second,
     ):
         assert first.cert is not None and second.cert is not None
         pin = first.cert.spki_sha256_pin
@@ -202,7 +209,7 @@ def test_client_certificate_and_sasl_external(ca: CA, cafile: Path, tmp_path: Pa
     certfile, keyfile = client.write(tmp_path)
     with SMTPServer(
         _leaf(ca),
-        tls="implicit",
+        tls=Security.IMPLICIT_TLS,
         request_client_cert=True,
         client_ca=ca,
         auth_mechanisms=("EXTERNAL", "PLAIN"),
@@ -226,7 +233,7 @@ def test_client_certificate_over_tls_1_2_warns_r_8314_8_1(
     policy = smtpsec.Policy(cafile=cafile, client_cert=(str(certfile), str(keyfile)))
     with SMTPServer(
         _leaf(ca),
-        tls="implicit",
+        tls=Security.IMPLICIT_TLS,
         max_version=ssl.TLSVersion.TLSv1_2,
         request_client_cert=True,
         client_ca=ca,

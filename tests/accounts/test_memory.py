@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from smtpsec import Security
 from smtpsec.errors import InvalidArgumentError, PolicyError, SMTPSecWarning
 from smtpsec.memory import STORE_VERSION, Account, Expectation, TLSMemory
 
@@ -63,7 +64,7 @@ def test_missing_file_is_an_empty_store(store: Path) -> None:
 
 def test_R_LIB_GUARD_1_record_expectation_forget_round_trip(store: Path) -> None:
     memory = TLSMemory(store)
-    memory.record(ANN, mode="starttls", tls_version="TLSv1.3")
+    memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.3")
     expectation = memory.expectation(ANN)
     assert expectation is not None
     assert (expectation.mode, expectation.tls_version, expectation.verified) == (
@@ -128,7 +129,7 @@ def test_R_LIB_GUARD_3_record_never_downgrades(store: Path) -> None:
     memory = TLSMemory(store)
     memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
     first = memory.expectation(ANN)
-    memory.record(ANN, mode="starttls", tls_version="TLSv1.2")
+    memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.2")
     after = memory.expectation(ANN)
     assert first is not None
     assert after is not None
@@ -139,9 +140,9 @@ def test_R_LIB_GUARD_3_record_never_downgrades(store: Path) -> None:
 
 def test_record_keeps_the_strongest_of_each_field(store: Path) -> None:
     memory = TLSMemory(store)
-    memory.record(ANN, mode="starttls", tls_version="TLSv1.2")
+    memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.2")
     memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.2")
-    memory.record(ANN, mode="starttls", tls_version="TLSv1.3")
+    memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.3")
     expectation = memory.expectation(ANN)
     assert expectation is not None
     assert (expectation.mode, expectation.tls_version) == ("implicit_tls", "TLSv1.3")
@@ -151,10 +152,10 @@ def test_R_LIB_GUARD_3_changing_mode_needs_forget(store: Path) -> None:
     memory = TLSMemory(store)
     memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
     assert memory.forget(ANN)
-    memory.record(ANN, mode="starttls", tls_version="TLSv1.3")
+    memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.3")
     expectation = memory.expectation(ANN)
     assert expectation is not None
-    assert expectation.mode == "starttls"
+    assert expectation.mode is Security.STARTTLS
 
 
 @pytest.mark.parametrize(
@@ -271,7 +272,7 @@ def test_unknown_keys_are_tolerated(store: Path) -> None:
     store.write_text(document(entry(note="added by hand")))
     expectation = TLSMemory(store).expectation(ANN)
     assert expectation is not None
-    assert expectation.mode == "implicit_tls"
+    assert expectation.mode is Security.IMPLICIT_TLS
 
 
 # --------------------------------------------------------------------------- files
@@ -281,7 +282,7 @@ def test_atomic_write_leaves_no_temporary_files(store: Path) -> None:
     memory = TLSMemory(store)
     for port in range(1, 6):
         memory.record(
-            Account("ann", "h.example.test", port), mode="starttls", tls_version="TLSv1.2"
+            Account("ann", "h.example.test", port), mode=Security.STARTTLS, tls_version="TLSv1.2"
         )
     memory.forget(Account("ann", "h.example.test", 1))
     assert sorted(p.name for p in store.parent.iterdir()) == [
@@ -294,7 +295,7 @@ def test_atomic_write_leaves_no_temporary_files(store: Path) -> None:
 def test_store_is_private_0600(store: Path) -> None:
     store.write_text(document(entry()))
     store.chmod(0o644)
-    TLSMemory(store).record(BOB, mode="starttls", tls_version="TLSv1.3")
+    TLSMemory(store).record(BOB, mode=Security.STARTTLS, tls_version="TLSv1.3")
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
     lock = store.with_name(store.name + ".lock")
     assert stat.S_IMODE(lock.stat().st_mode) & 0o077 == 0
@@ -321,7 +322,7 @@ def test_failed_write_keeps_old_contents_and_cleans_up(
     # Fault injection: a full disk cannot be produced portably on loopback.
     monkeypatch.setattr(os, "replace", disk_full)
     with pytest.raises(PolicyError, match=r"cannot write the TLS memory.*No space left"):
-        memory.record(BOB, mode="starttls", tls_version="TLSv1.3")
+        memory.record(BOB, mode=Security.STARTTLS, tls_version="TLSv1.3")
     monkeypatch.undo()
     assert store.read_bytes() == before
     assert sorted(p.name for p in store.parent.iterdir()) == [
@@ -402,7 +403,7 @@ def test_must_exist_store_that_vanished_fails_closed(tmp_path: Path) -> None:
     """R-LIB-GUARD-2: an expected store that is missing is treated like a corrupt one."""
     path = tmp_path / "memory.json"
     account = Account("ann", "smtp.example.test", 587)
-    TLSMemory(path).record(account, mode="starttls", tls_version="TLSv1.3")
+    TLSMemory(path).record(account, mode=Security.STARTTLS, tls_version="TLSv1.3")
     path.unlink()
     strict = TLSMemory(path, must_exist=True)
     other = Account("bob", "elsewhere.test", 465)
@@ -410,5 +411,5 @@ def test_must_exist_store_that_vanished_fails_closed(tmp_path: Path) -> None:
         assert strict.requires_tls(other)
     assert strict.corrupt is not None
     with pytest.raises(PolicyError, match="must_exist"):
-        strict.record(account, mode="starttls", tls_version="TLSv1.3")
+        strict.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3")
     assert not TLSMemory(path).requires_tls(other)  # without the flag: empty store

@@ -16,8 +16,8 @@ from email.message import EmailMessage
 import pytest
 
 import smtpsec
-from smtpsec import smtplib
-from smtpsec._smtplib_errors import split_status
+from smtpsec import Security, smtplib
+from smtpsec.smtplib._errors import split_status
 
 USER, PASSWORD = "ann", "canary-Pa55word"
 
@@ -35,7 +35,19 @@ def _message() -> EmailMessage:
 
 
 def test_module_reexports_the_stdlib_public_api() -> None:
-    assert set(smtplib.__all__) == set(std_smtplib.__all__)
+    assert set(std_smtplib.__all__) <= set(smtplib.__all__)
+    # The rest are the drop-in's own exception classes, public and documented:
+    # each is both a stdlib smtplib exception and an smtpsec one.
+    for name in set(smtplib.__all__) - set(std_smtplib.__all__) - {"LMTP"}:
+        cls = getattr(smtplib, name)
+        assert issubclass(cls, smtpsec.SMTPSecError), name
+        assert any(
+            issubclass(cls, base) and base is not std_smtplib.SMTPException
+            for base in (getattr(std_smtplib, n) for n in std_smtplib.__all__)
+            if isinstance(base, type) and issubclass(base, Exception)
+        ) or issubclass(cls, OSError), name
+        assert cls.__module__ == "smtpsec.smtplib", name
+        assert cls.__doc__, name
     for name in std_smtplib.__all__:
         if name not in {"SMTP", "SMTP_SSL"}:
             assert getattr(smtplib, name) is getattr(std_smtplib, name), name
@@ -47,10 +59,12 @@ def test_module_reexports_the_stdlib_public_api() -> None:
 
 
 def test_plain_import_inside_the_package_is_the_stdlib() -> None:
-    # smtpsec/smtplib.py says "import smtplib": with absolute imports that is the
-    # standard library, never the module itself.
-    assert smtplib._std is std_smtplib
-    assert smtplib._std is not smtplib
+    # The drop-in says "import smtplib": with absolute imports that is the
+    # standard library, never the drop-in package itself.
+    from smtpsec.smtplib import _client
+
+    assert _client._std is std_smtplib
+    assert _client._std is not smtplib
 
 
 def test_no_socket_and_no_fqdn_lookup_without_host(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,9 +77,22 @@ def test_no_socket_and_no_fqdn_lookup_without_host(monkeypatch: pytest.MonkeyPat
     s = smtplib.SMTP()
     assert s.sock is None
     assert s.local_hostname == "[127.0.0.1]"
-    assert smtplib.SMTP(local_hostname="bücher.example").local_hostname == ("xn--bcher-kva.example")
-    with pytest.raises(smtpsec.InvalidArgumentError):
-        smtplib.SMTP(local_hostname="bad name")
+    # As smtplib, the name is kept as given; it is checked (and IDNA-encoded)
+    # when EHLO uses it.
+    assert smtplib.SMTP(local_hostname="bücher.example").local_hostname == "bücher.example"
+
+
+def test_local_hostname_is_checked_and_idna_encoded_by_ehlo(smtpsec_server) -> None:
+    srv = smtpsec_server(Security.PLAINTEXT)
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="bücher.example") as s:
+        assert s.ehlo()[0] == 250
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="bad name") as s:
+        with pytest.raises(smtpsec.InvalidArgumentError, match="EHLO name"):
+            s.ehlo()
+        assert s.noop()[0] == 250  # nothing was sent
+    first, second = srv.wait_for_connections(2)
+    assert first.lines_pre_tls[0] == "EHLO xn--bcher-kva.example"
+    assert second.commands == ["NOOP", "QUIT"]
 
 
 def test_timeout_defaults_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +111,7 @@ def test_timeout_defaults_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_smtp_ssl_context_manager_pattern(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("implicit", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users={USER: PASSWORD})
     host, port, ctx = srv.host, srv.port, smtpsec_client_context
     u, p, msg = USER, PASSWORD, _message()
 
@@ -100,7 +127,7 @@ def test_smtp_ssl_context_manager_pattern(smtpsec_server, smtpsec_client_context
 
 
 def test_starttls_pattern(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("starttls", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD})
 
     server = smtplib.SMTP(srv.host, srv.port)
     server.ehlo()
@@ -120,7 +147,7 @@ def test_starttls_pattern(smtpsec_server, smtpsec_client_context) -> None:
 
 def test_connect_later_pattern_sends_sni(smtpsec_server, smtpsec_client_context) -> None:
     """smtplib forgets the host given to connect(); the adapter uses it for TLS."""
-    srv = smtpsec_server("starttls", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD})
     s = smtplib.SMTP()
     code, _ = s.connect("localhost", srv.port)
     assert code == 220
@@ -133,7 +160,7 @@ def test_connect_later_pattern_sends_sni(smtpsec_server, smtpsec_client_context)
 
 
 def test_host_port_suffix_and_bad_port(smtpsec_server) -> None:
-    srv = smtpsec_server("none")
+    srv = smtpsec_server(Security.PLAINTEXT)
     with smtplib.SMTP(f"127.0.0.1:{srv.port}") as s:
         assert s.noop()[0] == 250
     with pytest.raises(OSError, match="nonnumeric port"):
@@ -141,7 +168,7 @@ def test_host_port_suffix_and_bad_port(smtpsec_server) -> None:
 
 
 def test_reconnect_closes_the_previous_socket(smtpsec_server) -> None:
-    srv = smtpsec_server("none")
+    srv = smtpsec_server(Security.PLAINTEXT)
     s = smtplib.SMTP("127.0.0.1", srv.port)
     first = s.sock
     assert first is not None
@@ -152,13 +179,16 @@ def test_reconnect_closes_the_previous_socket(smtpsec_server) -> None:
 
 
 def test_has_extn_and_features(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("starttls", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD})
     s = smtplib.SMTP("127.0.0.1", srv.port)
     s.ehlo()
     assert s.has_extn("starttls")
     assert s.does_esmtp
     s.starttls(context=smtpsec_client_context)
-    # RFC 3207: what was learnt before TLS is forgotten; the fresh EHLO lists AUTH.
+    # RFC 3207: what was learnt before TLS is forgotten; as in smtplib, the
+    # caller asks again, and the fresh EHLO lists AUTH.
+    assert not s.has_extn("starttls") and not s.does_esmtp
+    assert s.ehlo()[0] == 250
     assert not s.has_extn("starttls")
     assert s.has_extn("auth")
     assert "PLAIN" in s.esmtp_features["auth"]
@@ -166,7 +196,7 @@ def test_has_extn_and_features(smtpsec_server, smtpsec_client_context) -> None:
 
 
 def test_debuglevel_redacts_credentials(smtpsec_server, smtpsec_client_context, capsys) -> None:
-    srv = smtpsec_server("implicit", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users={USER: PASSWORD})
     s = smtplib.SMTP_SSL(context=smtpsec_client_context)
     s.set_debuglevel(1)
     s.connect("127.0.0.1", srv.port)
@@ -183,7 +213,7 @@ def test_debuglevel_redacts_credentials(smtpsec_server, smtpsec_client_context, 
 
 
 def test_debuglevel_redacts_every_sasl_line(smtpsec_server, smtpsec_client_context, capsys) -> None:
-    srv = smtpsec_server("implicit", users={USER: PASSWORD}, auth_mechanisms=("LOGIN",))
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users={USER: PASSWORD}, auth_mechanisms=("LOGIN",))
     with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
         s.set_debuglevel(1)
         s.login(USER, PASSWORD)
@@ -195,7 +225,7 @@ def test_debuglevel_redacts_every_sasl_line(smtpsec_server, smtpsec_client_conte
 
 def test_login_mechanisms_and_initial_response(smtpsec_server, smtpsec_client_context) -> None:
     for mechs, initial in ((("LOGIN",), True), (("PLAIN",), False), (("SCRAM-SHA-256",), True)):
-        srv = smtpsec_server("implicit", users={USER: PASSWORD}, auth_mechanisms=mechs)
+        srv = smtpsec_server(Security.IMPLICIT_TLS, users={USER: PASSWORD}, auth_mechanisms=mechs)
         with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
             code, _ = s.login(USER, PASSWORD, initial_response_ok=initial)
         assert code == 235
@@ -203,7 +233,9 @@ def test_login_mechanisms_and_initial_response(smtpsec_server, smtpsec_client_co
 
 
 def test_cram_md5_is_a_last_resort(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("implicit", users={USER: PASSWORD}, auth_mechanisms=("CRAM-MD5",))
+    srv = smtpsec_server(
+        Security.IMPLICIT_TLS, users={USER: PASSWORD}, auth_mechanisms=("CRAM-MD5",)
+    )
     with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
         assert s.login(USER, PASSWORD)[0] == 235
     assert [a.mechanism for a in srv.connections[0].auth] == ["CRAM-MD5"]
@@ -212,7 +244,9 @@ def test_cram_md5_is_a_last_resort(smtpsec_server, smtpsec_client_context) -> No
 def test_low_level_auth_with_stdlib_authobjects(smtpsec_server, smtpsec_client_context) -> None:
     cases = (("PLAIN", True), ("LOGIN", False), ("LOGIN", True), ("CRAM-MD5", True))
     for mechanism, initial in cases:
-        srv = smtpsec_server("implicit", users={USER: PASSWORD}, auth_mechanisms=(mechanism,))
+        srv = smtpsec_server(
+            Security.IMPLICIT_TLS, users={USER: PASSWORD}, auth_mechanisms=(mechanism,)
+        )
         with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
             s.ehlo()
             s.user, s.password = USER, PASSWORD
@@ -226,7 +260,9 @@ def test_sendmail_returns_refused_recipients(smtpsec_server, smtpsec_client_cont
     no_user = (550, "5.1.1 no such user")
     for extensions in (None, ("SIZE 1000000", "8BITMIME")):  # pipelined and one by one
         options = {} if extensions is None else {"extensions": extensions}
-        srv = smtpsec_server("implicit", refuse_recipients={"x@example.com": no_user}, **options)
+        srv = smtpsec_server(
+            Security.IMPLICIT_TLS, refuse_recipients={"x@example.com": no_user}, **options
+        )
         with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
             refused = s.sendmail(
                 "ann@example.com",
@@ -240,20 +276,24 @@ def test_sendmail_returns_refused_recipients(smtpsec_server, smtpsec_client_cont
 
 
 def test_pipelining_sends_the_envelope_in_one_write(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
         s.ehlo()
         s.sendmail("a@example.com", ["b@example.com", "c@example.com"], b"x\r\n")
     segments = [data for _, data in srv.connections[0].segments]
-    assert any(seg.count(b"\r\n") == 4 and seg.startswith(b"mail FROM:") for seg in segments)
+    # MAIL, both RCPTs and the body (BDAT with CHUNKING) leave in one write.
+    assert any(
+        seg.startswith(b"MAIL FROM:") and seg.count(b"RCPT TO:") == 2 and b"BDAT" in seg
+        for seg in segments
+    )
 
 
 def test_smtputf8_option(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
         s.sendmail("änn@example.com", ["bob@example.com"], b"x\r\n", mail_options=["SMTPUTF8"])
     assert srv.messages[0].sender == "änn@example.com"
-    srv = smtpsec_server("implicit", extensions=("PIPELINING",))
+    srv = smtpsec_server(Security.IMPLICIT_TLS, extensions=("PIPELINING",))
     with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
         with pytest.raises(smtplib.SMTPNotSupportedError):
             s.sendmail("a@example.com", ["b@example.com"], b"x\r\n", mail_options=["SMTPUTF8"])
@@ -261,7 +301,7 @@ def test_smtputf8_option(smtpsec_server, smtpsec_client_context) -> None:
 
 
 def test_low_level_mail_rcpt_data(smtpsec_server, smtpsec_client_context, capsys) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
         s.ehlo()
         assert s.mail("a@example.com")[0] == 250
@@ -278,7 +318,7 @@ def test_low_level_mail_rcpt_data(smtpsec_server, smtpsec_client_context, capsys
 
 
 def test_data_refusals(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("implicit", replies={"DATA": (451, "4.3.0 try later")})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, replies={"DATA": (451, "4.3.0 try later")})
     with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_client_context) as s:
         s.ehlo()
         s.mail("a@example.com")
@@ -292,20 +332,20 @@ def test_data_refusals(smtpsec_server, smtpsec_client_context) -> None:
 
 
 def test_helo_fallback_only_in_plaintext(smtpsec_server) -> None:
-    srv = smtpsec_server("none", replies={"EHLO": (502, "5.5.2 EHLO not implemented")})
+    srv = smtpsec_server(Security.PLAINTEXT, replies={"EHLO": (502, "5.5.2 EHLO not implemented")})
     with smtplib.SMTP("127.0.0.1", srv.port) as s:
         assert s.sendmail("a@example.com", ["b@example.com"], b"x") == {}
         assert not s.does_esmtp
     assert srv.connections[0].commands[:2] == ["EHLO", "HELO"]
     srv = smtpsec_server(
-        "none", replies={"EHLO": (502, "5.5.2 no"), "HELO": (502, "5.5.2 no either")}
+        Security.PLAINTEXT, replies={"EHLO": (502, "5.5.2 no"), "HELO": (502, "5.5.2 no either")}
     )
     with smtplib.SMTP("127.0.0.1", srv.port) as s, pytest.raises(smtplib.SMTPHeloError):
         s.sendmail("a@example.com", ["b@example.com"], b"x")
 
 
 def test_greeting_other_than_220(smtpsec_server) -> None:
-    srv = smtpsec_server("none", greeting=(554, "5.3.2 no service here"))
+    srv = smtpsec_server(Security.PLAINTEXT, greeting=(554, "5.3.2 no service here"))
     with pytest.raises(smtplib.SMTPConnectError) as info:
         smtplib.SMTP("127.0.0.1", srv.port)
     assert isinstance(info.value, smtpsec.ReplyError)
@@ -318,7 +358,7 @@ def test_greeting_other_than_220(smtpsec_server) -> None:
 
 
 def test_allow_cleartext_auth_on_loopback(smtpsec_server) -> None:
-    srv = smtpsec_server("none", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.PLAINTEXT, users={USER: PASSWORD})
     with smtplib.SMTP("127.0.0.1", srv.port, allow_cleartext_auth=True) as s:
         with pytest.warns(smtpsec.InsecureConfigurationWarning, match="allow_cleartext_auth"):
             assert s.login(USER, PASSWORD)[0] == 235
@@ -331,9 +371,9 @@ def test_allow_cleartext_auth_on_loopback(smtpsec_server) -> None:
 def test_cleartext_mail_to_a_network_host_warns_once(
     smtpsec_server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import smtpsec._smtplib_compat as compat
+    from smtpsec.smtplib import _client as compat
 
-    srv = smtpsec_server("none")
+    srv = smtpsec_server(Security.PLAINTEXT)
     # Treat 127.0.0.1 as if it were a network host (tests may only use loopback).
     monkeypatch.setattr(compat, "is_loopback", lambda host: False)
     with pytest.raises(smtpsec.PolicyError, match="loopback"):
@@ -356,7 +396,7 @@ def test_client_certificate_via_deprecated_keyfile(
 
     monkeypatch.setattr(certifi, "where", lambda: str(smtpsec_ca.write_cafile(tmp_path / "ca")))
     certfile, keyfile = smtpsec_ca.issue_client("ann@example.com").write(tmp_path, stem="client")
-    srv = smtpsec_server("implicit", request_client_cert=True)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, request_client_cert=True)
     with pytest.warns(DeprecationWarning, match="keyfile and certfile"):
         s = smtplib.SMTP_SSL("127.0.0.1", srv.port, keyfile=str(keyfile), certfile=str(certfile))
     assert s.noop()[0] == 250

@@ -18,17 +18,18 @@ import pytest
 
 import smtpsec
 from netutil import start_aiosmtpd
-from smtpsec import smtplib
+from smtpsec import Security, smtplib
 
 BODY = b"Subject: x\r\n\r\nhello\r\n"
 NO_PIPELINING = ("SIZE 1000000", "8BITMIME", "ENHANCEDSTATUSCODES")
+#: With CHUNKING the engine sends BDAT, not DATA: these cases are about DATA.
+PIPELINING_NO_CHUNKING = ("PIPELINING", *NO_PIPELINING)
 PATHS = pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
 
 
 def _server(factory, pipelining: bool, **options: Any):
-    if not pipelining:
-        options.setdefault("extensions", NO_PIPELINING)
-    return factory("implicit", **options)
+    options.setdefault("extensions", PIPELINING_NO_CHUNKING if pipelining else NO_PIPELINING)
+    return factory(Security.IMPLICIT_TLS, **options)
 
 
 def _connect(srv, ctx) -> smtplib.SMTP_SSL:
@@ -80,7 +81,7 @@ def test_all_recipients_refused(smtpsec_server, smtpsec_client_context, pipelini
     }
     assert error.refused["carl@example.com"] == (450, "4.2.1", "try later")
     assert error.args == (error.recipients,)
-    assert "bob@example.com (550)" in str(error)
+    assert "bob@example.com: 550" in str(error)
     assert "RSET" in srv.connections[0].commands
     assert srv.messages == []
 
@@ -128,7 +129,8 @@ def test_message_refused(
 def test_pipelined_data_accepted_without_recipients(smtpsec_server, smtpsec_client_context) -> None:
     """RFC 2920 §3.1: a server that starts DATA anyway gets an empty message end."""
     srv = smtpsec_server(
-        "implicit",
+        Security.IMPLICIT_TLS,
+        extensions=PIPELINING_NO_CHUNKING,
         refuse_recipients={"bob@example.com": (550, "5.1.1 no")},
         replies={"DATA": (354, "go ahead")},
     )
@@ -136,12 +138,12 @@ def test_pipelined_data_accepted_without_recipients(smtpsec_server, smtpsec_clie
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             s.sendmail("ann@example.com", ["bob@example.com"], BODY)
     lines = srv.connections[0].lines_post_tls
-    assert lines[lines.index("data") + 1] == "."
+    assert lines[lines.index("DATA") + 1] == "."
     assert srv.messages == []
 
 
 def test_no_recipients(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     with _connect(srv, smtpsec_client_context) as s:
         with pytest.raises(smtplib.SMTPRecipientsRefused, match="no recipients"):
             s.sendmail("ann@example.com", [], BODY)
@@ -149,7 +151,7 @@ def test_no_recipients(smtpsec_server, smtpsec_client_context) -> None:
 
 
 def test_pipelining_without_size_or_options(smtpsec_server, smtpsec_client_context) -> None:
-    srv = smtpsec_server("implicit", extensions=("PIPELINING",))
+    srv = smtpsec_server(Security.IMPLICIT_TLS, extensions=("PIPELINING",))
     with _connect(srv, smtpsec_client_context) as s:
         assert s.sendmail("ann@example.com", "bob@example.com", BODY) == {}
         s.mail("ann@example.com")
@@ -160,7 +162,7 @@ def test_pipelining_without_size_or_options(smtpsec_server, smtpsec_client_conte
 
 
 def test_connect_uses_default_port(smtpsec_server) -> None:
-    srv = smtpsec_server("none")
+    srv = smtpsec_server(Security.PLAINTEXT)
     s = smtplib.SMTP()
     s.default_port = srv.port
     assert s.connect("127.0.0.1")[0] == 220

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 import smtpsec
 import smtpsec.aio
 from netutil import start_aiosmtpd
+from smtpsec import Security
 from smtpsec.testing import LeafCert
 
 USER = "ann"
@@ -78,7 +79,7 @@ async def test_session_over_starttls(
 ) -> None:
     controller, sink = aiosmtpd
     async with smtpsec.aio.connect("localhost", controller.port, **starttls_args) as session:
-        assert session.report.mode == "starttls"
+        assert session.report.mode is Security.STARTTLS
         assert session.report.verified
         assert session.report.authenticated_as == USER
         assert "PIPELINING" not in session.extensions

@@ -6,7 +6,7 @@ import asyncio
 
 from _aio_kit import async_test, eventually
 
-from smtpsec.aio._transport import _BUFFER_LIMIT, open_connection
+from smtpsec.transports._asyncio import _BUFFER_LIMIT, open_connection
 
 FLOOD = 8 * 1024 * 1024  # far more than the client may hold
 

@@ -24,6 +24,7 @@ from _aio_kit import (
 
 import smtpsec
 import smtpsec.aio
+from smtpsec import Security
 from smtpsec.testing import Drip, SMTPServer
 from smtpsec.testing.plugin import ServerFactory
 
@@ -54,7 +55,7 @@ async def test_cancel_while_waiting_for_the_greeting_closes_tls(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """The TLS handshake is done, the server never greets: cancel → connection closed."""
-    srv = smtpsec_server("implicit", greeting=None)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, greeting=None)
     task = asyncio.create_task(_connected(srv, tls_args))
     capture = await first_capture(srv)
     await eventually(lambda: capture.tls, "the TLS handshake")
@@ -68,7 +69,7 @@ async def test_cancel_while_waiting_for_the_greeting_closes_tls(
 async def test_cancel_while_the_server_drips_its_greeting(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("starttls", drip=(b"220 " + b"x" * 200 + b"\r\n", 0.02))
+    srv = smtpsec_server(Security.STARTTLS, drip=(b"220 " + b"x" * 200 + b"\r\n", 0.02))
     args = {**tls_args, "security": smtpsec.Security.STARTTLS}
     task = asyncio.create_task(_connect_to(srv.port, args))
     capture = await first_capture(srv)
@@ -106,7 +107,7 @@ async def test_cancelled_connects_leave_no_task_after_gather(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """smtpsec starts no background task: once the cancelled tasks are gathered, none is left."""
-    srv = smtpsec_server("implicit", greeting=None)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, greeting=None)
     tasks = [asyncio.create_task(_connected(srv, tls_args)) for _ in range(3)]
     await eventually(
         lambda: len(srv.connections) == 3 and all(c.tls for c in srv.connections),
@@ -128,7 +129,7 @@ async def test_cancel_while_the_server_is_slow_on_data(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """Cancelled while DATA waits for 354: CancelledError, session closed, no message."""
-    srv = smtpsec_server("implicit", extensions=NO_CHUNKING, replies={"DATA": None})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, extensions=NO_CHUNKING, replies={"DATA": None})
     session = await _connected(srv, tls_args)
     task = asyncio.create_task(session.send(message(1)))
     await eventually(lambda: _saw(srv, "DATA"), "the DATA command")
@@ -144,7 +145,7 @@ async def test_cancel_while_the_server_is_slow_on_data(
 async def test_cancel_while_waiting_for_the_final_reply_of_send_many(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", replies={".": None})  # never confirms a message
+    srv = smtpsec_server(Security.IMPLICIT_TLS, replies={".": None})  # never confirms a message
     session = await _connected(srv, tls_args)
     task = asyncio.create_task(session.send_many([message(1), message(2)]))
     await eventually(lambda: _saw(srv, "BDAT"), "the message content")
@@ -158,7 +159,7 @@ async def test_cancel_during_noop_closes_the_session(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """The NOOP reply is still due: the session must not be reused (R-LIB-DESYNC-1)."""
-    srv = smtpsec_server("implicit", replies={"NOOP": None})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, replies={"NOOP": None})
     session = await _connected(srv, tls_args)
     task = asyncio.create_task(session.noop())
     await eventually(lambda: _saw(srv, "NOOP"), "the NOOP command")
@@ -171,7 +172,7 @@ async def test_cancel_during_noop_closes_the_session(
 async def test_cancel_during_close_still_closes(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", replies={"QUIT": None})  # no 221, ever
+    srv = smtpsec_server(Security.IMPLICIT_TLS, replies={"QUIT": None})  # no 221, ever
     session = await _connected(srv, tls_args)
     task = asyncio.create_task(session.close())
     await eventually(lambda: _saw(srv, "QUIT"), "the QUIT command")
@@ -184,7 +185,7 @@ async def test_cancel_during_close_still_closes(
 async def test_async_with_body_cancelled_closes_the_session(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     entered = asyncio.Event()
 
     async def user_code() -> None:
@@ -209,7 +210,7 @@ async def test_dripping_greeting_trips_the_whole_reply_deadline(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """R-5321-4.5.3.2-1: each byte is on time, the whole reply is not → TimeoutError."""
-    srv = smtpsec_server("implicit", drip=(b"220 " + b"x" * 200 + b"\r\n", 0.02))
+    srv = smtpsec_server(Security.IMPLICIT_TLS, drip=(b"220 " + b"x" * 200 + b"\r\n", 0.02))
     with pytest.raises(smtpsec.TimeoutError, match=r"within 0\.5s"):
         await smtpsec.aio.connect("localhost", srv.port, **{**tls_args, "timeout": SHORT})
     assert await wait_closed(srv.connections[0])
@@ -219,7 +220,7 @@ async def test_dripping_greeting_trips_the_whole_reply_deadline(
 async def test_silent_server_times_out(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", greeting=None)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, greeting=None)
     with pytest.raises(smtpsec.TimeoutError):
         await smtpsec.aio.connect("localhost", srv.port, **{**tls_args, "timeout": SHORT})
     assert await wait_closed(srv.connections[0])
@@ -229,7 +230,9 @@ async def test_silent_server_times_out(
 async def test_dripping_reply_on_an_open_session_times_out_and_closes(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", replies={"NOOP": Drip(b"250 " + b"x" * 200 + b"\r\n", 0.02)})
+    srv = smtpsec_server(
+        Security.IMPLICIT_TLS, replies={"NOOP": Drip(b"250 " + b"x" * 200 + b"\r\n", 0.02)}
+    )
     session = await smtpsec.aio.connect("localhost", srv.port, **{**tls_args, "timeout": SHORT})
     with pytest.raises(smtpsec.TimeoutError):
         await session.noop()
@@ -241,7 +244,9 @@ async def test_dripping_reply_on_an_open_session_times_out_and_closes(
 async def test_dripping_final_reply_makes_the_message_a_timeout_outcome(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", replies={".": Drip(b"250 " + b"x" * 200 + b"\r\n", 0.02)})
+    srv = smtpsec_server(
+        Security.IMPLICIT_TLS, replies={".": Drip(b"250 " + b"x" * 200 + b"\r\n", 0.02)}
+    )
     session = await smtpsec.aio.connect("localhost", srv.port, **{**tls_args, "timeout": SHORT})
     (outcome,) = await session.send_many([message(1)])
     assert isinstance(outcome, smtpsec.TimeoutError)

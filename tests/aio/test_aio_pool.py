@@ -25,6 +25,7 @@ from _aio_kit import (
 
 import smtpsec
 import smtpsec.aio
+from smtpsec import Security
 from smtpsec.testing import LeafCert, ServerSession, SMTPServer
 from smtpsec.testing.plugin import ServerFactory
 
@@ -74,7 +75,7 @@ async def test_pool_never_opens_more_than_size_connections(
     smtpsec_server: ServerFactory, login_args: dict[str, Any], users: dict[str, str]
 ) -> None:
     admission = Admission()
-    srv = smtpsec_server("implicit", users=users, on_command=admission)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users, on_command=admission)
     admission.server = srv
     async with _pool(srv, login_args, size=3) as pool:
         results = await asyncio.gather(*(pool.send(message(i)) for i in range(30)))
@@ -90,7 +91,7 @@ async def test_pool_never_opens_more_than_size_connections(
 async def test_hundred_sends_over_two_connections(
     smtpsec_server: ServerFactory, login_args: dict[str, Any], users: dict[str, str]
 ) -> None:
-    srv = smtpsec_server("implicit", users=users)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users)
     async with _pool(srv, login_args, size=2) as pool:
         await asyncio.gather(*(pool.send(message(i)) for i in range(100)))
     assert len(srv.connections) == 2
@@ -106,7 +107,7 @@ async def test_hundred_sends_over_two_connections(
 async def test_session_context_manager_returns_the_session(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     async with _pool(srv, tls_args, size=2) as pool:
         async with pool.session() as first:
             await first.send(message(1))
@@ -124,13 +125,13 @@ async def test_session_dropped_while_idle_is_replaced(
     smtpsec_cert: LeafCert, tls_args: dict[str, Any]
 ) -> None:
     """The server restarts between two sends: the pool notices and reconnects."""
-    first = SMTPServer(smtpsec_cert, tls="implicit").start()
+    first = SMTPServer(smtpsec_cert, tls=Security.IMPLICIT_TLS).start()
     try:
         pool = smtpsec.aio.Pool("localhost", first.port, size=1, **tls_args)
         await pool.send(message(1))
     finally:
         first.stop()  # drops the pooled connection
-    second = SMTPServer(smtpsec_cert, tls="implicit", port=first.port).start()
+    second = SMTPServer(smtpsec_cert, tls=Security.IMPLICIT_TLS, port=first.port).start()
     try:
         result = await pool.send(message(2))
         assert pool.open_connections == 1
@@ -155,7 +156,7 @@ async def test_session_closed_by_a_421_is_replaced(
             return b"421 4.3.2 Service shutting down\r\n"
         return None
 
-    srv = smtpsec_server("implicit", on_command=shut_first)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, on_command=shut_first)
     async with _pool(srv, tls_args, size=1) as pool:
         with pytest.raises(smtpsec.ReplyError) as caught:
             await pool.send(message(1))
@@ -171,7 +172,7 @@ async def test_session_closed_by_a_421_is_replaced(
 async def test_session_closed_after_it_was_returned_is_replaced(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     async with _pool(srv, tls_args, size=1) as pool:
         async with pool.session() as session:
             pass
@@ -186,7 +187,7 @@ async def test_session_closed_after_it_was_returned_is_replaced(
 async def test_health_check_noop_after_idle(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     async with _pool(srv, tls_args, size=1, health_check_after=0) as pool:
         for i in range(3):
             await pool.send(message(i))
@@ -199,7 +200,7 @@ async def test_health_check_noop_after_idle(
 async def test_no_health_check_within_health_check_after(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     async with _pool(srv, tls_args, size=1, health_check_after=3600) as pool:
         for i in range(3):
             await pool.send(message(i))
@@ -210,7 +211,9 @@ async def test_no_health_check_within_health_check_after(
 async def test_failed_health_check_replaces_the_session(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", replies={"NOOP": (421, "4.4.2 idle too long, closing")})
+    srv = smtpsec_server(
+        Security.IMPLICIT_TLS, replies={"NOOP": (421, "4.4.2 idle too long, closing")}
+    )
     async with _pool(srv, tls_args, size=1, health_check_after=0) as pool:
         await pool.send(message(1))
         await pool.send(message(2))
@@ -224,7 +227,7 @@ async def test_failed_health_check_replaces_the_session(
 async def test_refused_health_check_replaces_the_session(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", replies={"NOOP": (554, "5.5.1 no")})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, replies={"NOOP": (554, "5.5.1 no")})
     async with _pool(srv, tls_args, size=1, health_check_after=0) as pool:
         await pool.send(message(1))
         await pool.send(message(2))
@@ -236,7 +239,7 @@ async def test_refused_health_check_replaces_the_session(
 async def test_sessions_idle_longer_than_max_idle_are_closed(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     async with _pool(srv, tls_args, size=1, max_idle=0) as pool:
         for i in range(3):
             await pool.send(message(i))
@@ -254,7 +257,7 @@ async def test_421_on_the_third_connection_shrinks_the_pool(
 ) -> None:
     """ "Too many connections": the pool keeps the two it has and still sends everything."""
     admission = Admission(limit=2)
-    srv = smtpsec_server("implicit", users=users, on_command=admission)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users, on_command=admission)
     admission.server = srv
     async with _pool(srv, login_args, size=3) as pool:
         outcomes = await pool.send_many([message(i) for i in range(30)], batch=5)
@@ -271,7 +274,7 @@ async def test_421_on_the_third_connection_shrinks_the_pool(
 async def test_421_with_no_connection_open_is_raised(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", greeting=(421, "4.7.0 try again later"))
+    srv = smtpsec_server(Security.IMPLICIT_TLS, greeting=(421, "4.7.0 try again later"))
     async with _pool(srv, tls_args, size=2) as pool:
         with pytest.raises(smtpsec.ReplyError) as caught:
             await pool.send(message(1))
@@ -284,7 +287,7 @@ async def test_failed_login_does_not_strand_waiting_tasks(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any], users: dict[str, str]
 ) -> None:
     """Every task waiting for the one slot gets the AuthenticationError; none hangs."""
-    srv = smtpsec_server("implicit", users=users)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users)
     pool = smtpsec.aio.Pool(
         "localhost", srv.port, size=1, username=USER, password="wrong", **tls_args
     )
@@ -303,7 +306,7 @@ async def test_send_many_spreads_batches_and_keeps_order(
     smtpsec_server: ServerFactory, login_args: dict[str, Any], users: dict[str, str]
 ) -> None:
     refuse = {"gone@example.test": (550, "5.1.1 mailbox unavailable")}
-    srv = smtpsec_server("implicit", users=users, refuse_recipients=refuse)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users, refuse_recipients=refuse)
     batch = [message(i) for i in range(40)]
     batch[17] = message(17, to="gone@example.test")
     async with _pool(srv, login_args, size=4) as pool:
@@ -327,7 +330,7 @@ async def test_rate_limit_refusals_are_outcomes_never_retried(
 ) -> None:
     """A 450 4.7.1 rate limit is reported per message; retrying is the application's call."""
     limited = {"busy@example.test": (450, "4.7.1 rate limit exceeded, try later")}
-    srv = smtpsec_server("implicit", refuse_recipients=limited)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, refuse_recipients=limited)
     batch = [message(0), message(1, to="busy@example.test"), message(2)]
     async with _pool(srv, tls_args, size=2) as pool:
         outcomes = await pool.send_many(batch)
@@ -356,7 +359,7 @@ async def test_send_many_security_error_is_raised_after_every_batch_ended(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """Not an outcome but an error: raised, and no batch is left running behind it."""
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     untrusting = {**tls_args, "policy": smtpsec.Policy()}  # the test CA is unknown
     pool = _pool(srv, untrusting, size=3)
     with pytest.raises(smtpsec.CertificateError):
@@ -371,7 +374,7 @@ async def test_send_many_security_error_is_raised_after_every_batch_ended(
 async def test_send_many_rejects_an_empty_batch_size(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     pool = _pool(srv, tls_args)
     with pytest.raises(smtpsec.PolicyError, match="batch"):
         await pool.send_many([message(0)], batch=0)
@@ -390,7 +393,7 @@ def test_pool_needs_one_connection() -> None:
 async def test_close_closes_idle_sessions_and_refuses_more_work(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     pool = _pool(srv, tls_args, size=2)
     await asyncio.gather(pool.send(message(1)), pool.send(message(2)))
     await pool.close()
@@ -409,7 +412,7 @@ async def test_close_closes_idle_sessions_and_refuses_more_work(
 async def test_session_in_use_closes_when_returned_after_close(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     pool = _pool(srv, tls_args, size=1)
     async with pool.session() as session:
         await pool.close()
@@ -424,7 +427,7 @@ async def test_session_in_use_closes_when_returned_after_close(
 async def test_close_wakes_waiting_tasks_with_connect_error(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     pool = _pool(srv, tls_args, size=1)
     async with pool.session():
         waiting = asyncio.create_task(pool.send(message(1)))
@@ -444,7 +447,7 @@ async def test_cancel_during_the_health_check_frees_the_slot(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """The NOOP gets no answer; cancelling closes that session and the pool stays usable."""
-    srv = smtpsec_server("implicit", replies={"NOOP": None})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, replies={"NOOP": None})
     pool = _pool(srv, tls_args, size=1, health_check_after=0)
     await pool.send(message(1))
     task = asyncio.create_task(pool.send(message(2)))
@@ -461,7 +464,7 @@ async def test_cancel_during_the_health_check_frees_the_slot(
 async def test_cancel_during_a_pooled_send_drops_that_session(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", replies={".": None})  # never confirms a message
+    srv = smtpsec_server(Security.IMPLICIT_TLS, replies={".": None})  # never confirms a message
     pool = _pool(srv, tls_args, size=2)
     task = asyncio.create_task(pool.send_many([message(i) for i in range(4)], batch=2))
     await eventually(

@@ -23,6 +23,7 @@ from _aio_kit import (
 
 import smtpsec
 import smtpsec.aio
+from smtpsec import Security
 from smtpsec.sansio import Reply
 from smtpsec.testing import LeafCert
 from smtpsec.testing.plugin import ServerFactory
@@ -36,11 +37,11 @@ async def test_connect_by_await_implicit_tls_report(
     users: dict[str, str],
 ) -> None:
     """R-8314-3.3-1, R-8314-5.2-1: implicit TLS, verified, authenticated; R-8314-3.4-1 on close."""
-    srv = smtpsec_server("implicit", users=users)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users)
     session = await smtpsec.aio.connect("localhost", srv.port, **login_args)
     assert isinstance(session, smtpsec.aio.AsyncSession)
     report = session.report
-    assert report.mode == "implicit_tls"
+    assert report.mode is Security.IMPLICIT_TLS
     assert report.security is smtpsec.Security.IMPLICIT_TLS
     assert (report.host, report.port) == ("localhost", srv.port)
     assert report.tls_version in ("TLSv1.2", "TLSv1.3")
@@ -66,10 +67,10 @@ async def test_connect_with_async_with_starttls(
     smtpsec_server: ServerFactory, login_args: dict[str, Any], users: dict[str, str]
 ) -> None:
     """R-8314-5.2-4: STARTTLS required; nothing but EHLO/STARTTLS before TLS; closed on exit."""
-    srv = smtpsec_server("starttls", users=users)
+    srv = smtpsec_server(Security.STARTTLS, users=users)
     args = {**login_args, "security": smtpsec.Security.STARTTLS}
     async with smtpsec.aio.connect("localhost", srv.port, **args) as session:
-        assert session.report.mode == "starttls"
+        assert session.report.mode is Security.STARTTLS
         assert session.report.verified and session.report.confidential
         assert session.report.authenticated_as == USER
         result = await session.send(message(1))
@@ -86,7 +87,7 @@ async def test_connect_with_async_with_starttls(
 async def test_async_session_is_its_own_context_manager(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     async with await smtpsec.aio.connect("localhost", srv.port, **tls_args) as session:
         reply = await session.noop()
         assert isinstance(reply, Reply)
@@ -102,7 +103,7 @@ async def test_send_email_message_bytes_and_file(
     smtpsec_server: ServerFactory, login_args: dict[str, Any], users: dict[str, str]
 ) -> None:
     """Every message type of Session.send works the same way on the asyncio session."""
-    srv = smtpsec_server("implicit", users=users)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users)
     raw = b"From: ann@example.test\r\nTo: bob@example.test\r\nSubject: raw\r\n\r\nbytes body\r\n"
     async with smtpsec.aio.connect("localhost", srv.port, **login_args) as session:
         first = await session.send(message(1))
@@ -128,7 +129,7 @@ async def test_send_many_outcomes_in_order_with_a_refusal_in_the_middle(
 ) -> None:
     """R-2920-3.1-1: pipelined across messages; a refused message does not stop the rest."""
     refuse = {"gone@example.test": (550, "5.1.1 mailbox unavailable")}
-    srv = smtpsec_server("implicit", users=users, refuse_recipients=refuse)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users, refuse_recipients=refuse)
     batch = [
         message(0),
         message(1, to="gone@example.test"),
@@ -151,7 +152,7 @@ async def test_send_many_outcomes_in_order_with_a_refusal_in_the_middle(
 async def test_send_many_reports_an_unsendable_message_without_touching_the_wire(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     no_recipient = message(1)
     del no_recipient["To"]
     async with smtpsec.aio.connect("localhost", srv.port, **tls_args) as session:
@@ -166,7 +167,7 @@ async def test_send_many_reports_an_unsendable_message_without_touching_the_wire
 async def test_one_shot_send(
     smtpsec_server: ServerFactory, login_args: dict[str, Any], users: dict[str, str]
 ) -> None:
-    srv = smtpsec_server("implicit", users=users)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users)
     result = await smtpsec.aio.send(message(7), host="localhost", port=srv.port, **login_args)
     assert isinstance(result, smtpsec.SendResult)
     assert result.accepted == ("bob@example.test",)
@@ -180,7 +181,9 @@ async def test_one_shot_send(
 async def test_one_shot_send_raises_the_refusal(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
-    srv = smtpsec_server("implicit", refuse_recipients={"bob@example.test": (550, "5.1.1 no")})
+    srv = smtpsec_server(
+        Security.IMPLICIT_TLS, refuse_recipients={"bob@example.test": (550, "5.1.1 no")}
+    )
     with pytest.raises(smtpsec.RecipientsRefused) as caught:
         await smtpsec.aio.send(message(1), host="localhost", port=srv.port, **tls_args)
     assert caught.value.refused == {"bob@example.test": (550, "5.1.1", "no")}
@@ -191,7 +194,7 @@ async def test_one_shot_send_raises_the_refusal(
 async def test_auth_login_mechanism_on_request(
     smtpsec_server: ServerFactory, login_args: dict[str, Any], users: dict[str, str]
 ) -> None:
-    srv = smtpsec_server("implicit", users=users)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users)
     async with smtpsec.aio.connect("localhost", srv.port, auth="LOGIN", **login_args) as session:
         assert session.report.mechanism == "LOGIN"
     assert srv.connections[0].auth[0] == ("LOGIN", USER, True)
@@ -202,7 +205,7 @@ async def test_auth_failure_raises_and_closes(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any], users: dict[str, str]
 ) -> None:
     """R-4954-4-7: only 235 is success; a 535 is an AuthenticationError with a hint."""
-    srv = smtpsec_server("implicit", users=users)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users=users)
     with pytest.raises(smtpsec.AuthenticationError) as caught:
         await smtpsec.aio.connect(
             "localhost", srv.port, username=USER, password="wrong", **tls_args
@@ -221,7 +224,7 @@ async def test_untrusted_certificate_is_refused(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """R-8314-5.4-1 over the asyncio transport: nothing is sent, the error is typed."""
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     args = {**tls_args, "policy": smtpsec.Policy()}  # certifi roots: the test CA is unknown
     with pytest.raises(smtpsec.CertificateError):
         await smtpsec.aio.connect("localhost", srv.port, **args)
@@ -256,7 +259,7 @@ async def test_server_drop_while_idle_is_seen_by_check_idle(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """R-LIB-DESYNC-1: a connection the server dropped is noticed before the next command."""
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     session = await smtpsec.aio.connect("localhost", srv.port, **tls_args)
     srv.stop()  # drops every connection
     with pytest.raises(smtpsec.ConnectError, match="closed the connection"):
@@ -270,7 +273,9 @@ async def test_unsolicited_data_is_a_protocol_error(
     smtpsec_server: ServerFactory, tls_args: dict[str, Any]
 ) -> None:
     """R-LIB-DESYNC-1: two replies to one NOOP end the session, whenever the extra one arrives."""
-    srv = smtpsec_server("implicit", extra_replies_after=("NOOP", b"250 2.0.0 extra\r\n"))
+    srv = smtpsec_server(
+        Security.IMPLICIT_TLS, extra_replies_after=("NOOP", b"250 2.0.0 extra\r\n")
+    )
     session = await smtpsec.aio.connect("localhost", srv.port, **tls_args)
     with pytest.raises(smtpsec.RemoteProtocolError, match="nobody asked for"):
         await _noop_then_watch(session)

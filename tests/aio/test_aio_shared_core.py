@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import Drip
 from smtpsec.testing.plugin import ServerFactory
 
@@ -16,7 +17,9 @@ def test_blocking_noop_timeout_closes_the_session(
     smtpsec_server: ServerFactory, aio_cafile: Path
 ) -> None:
     """R-5321-4.5.3.2-1 + R-LIB-DESYNC-1: after a reply deadline the session is finished."""
-    srv = smtpsec_server("implicit", replies={"NOOP": Drip(b"250 " + b"x" * 200 + b"\r\n", 0.02)})
+    srv = smtpsec_server(
+        Security.IMPLICIT_TLS, replies={"NOOP": Drip(b"250 " + b"x" * 200 + b"\r\n", 0.02)}
+    )
     session = smtpsec.connect(
         "localhost",
         srv.port,

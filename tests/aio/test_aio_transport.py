@@ -21,9 +21,9 @@ import pytest
 from _aio_kit import async_test, eventually
 
 import smtpsec
-from smtpsec.aio import AsyncTransport
-from smtpsec.aio._transport import open_connection
 from smtpsec.testing import CA, LeafCert
+from smtpsec.transports import AsyncTransport
+from smtpsec.transports._asyncio import open_connection
 
 #: More than the kernel's socket buffers on both ends can hold, so a write of
 #: this size must wait for the peer to read.

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 import smtpsec
-from smtpsec import _cli_demo
+from smtpsec import Security
 from smtpsec._cli import EXIT_FAILURE, EXIT_OK, main
+from smtpsec._cli import _demo as _cli_demo
 
 
 def test_version_in_process(capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,9 +108,9 @@ def test_demo_flags_an_attack_that_was_not_refused(smtpsec_server: Any, cafile: 
     """If a connection the demo expects to fail succeeds, it says so (never 'ok')."""
     import io
 
-    from smtpsec import CertificateError, Policy, Security
+    from smtpsec import CertificateError, Policy
 
-    srv = smtpsec_server("implicit", users={"demo": "pw"})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users={"demo": "pw"})
     out = io.StringIO()
     setup = _cli_demo._Setup(
         ca=None,  # type: ignore[arg-type]

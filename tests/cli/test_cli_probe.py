@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from smtpsec import _cli_probe
+from smtpsec import Security
+from smtpsec._cli import _probe as _cli_probe
 from smtpsec._cli import main
 from smtpsec.testing import CA, SMTPServer
 
@@ -41,7 +42,7 @@ def _only_safe_verbs(server: SMTPServer) -> None:
 def test_good_implicit_server_passes(
     smtpsec_server: Any, cafile: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     code, out, err = _run(
         capsys, "localhost", "--port", str(srv.port), "--mode", "implicit", "--cafile", cafile
     )
@@ -59,7 +60,7 @@ def test_good_implicit_server_passes(
 def test_good_starttls_server_json(
     smtpsec_server: Any, cafile: str, smtpsec_cert: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    srv = smtpsec_server("starttls")
+    srv = smtpsec_server(Security.STARTTLS)
     code, report = _json(
         capsys, "localhost", "--port", str(srv.port), "--mode", "starttls", "--cafile", cafile
     )
@@ -93,7 +94,7 @@ def test_untrusted_certificate_fails_but_is_still_described(
     smtpsec_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --cafile the throwaway CA is unknown: FAIL (exit 2), yet the cert is shown."""
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     code, out, err = _run(capsys, "localhost", "--port", str(srv.port), "--mode", "implicit")
     assert code == 2
     assert "certificate       NOT valid" in out
@@ -105,7 +106,7 @@ def test_untrusted_certificate_fails_but_is_still_described(
 
 
 def test_self_signed_certificate(smtpsec_server: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    srv = smtpsec_server("starttls", cert=CA.self_signed("localhost"))
+    srv = smtpsec_server(Security.STARTTLS, cert=CA.self_signed("localhost"))
     code, report = _json(capsys, "localhost", "--port", str(srv.port), "--mode", "starttls")
     assert code == 2
     assert report["ports"][0]["certificate"]["self_signed"] is True
@@ -116,7 +117,7 @@ def test_stripped_starttls_fails_without_sending_anything(
     smtpsec_server: Any, cafile: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     srv = smtpsec_server(
-        "starttls", strip_starttls=True, require_tls=False, pre_tls_auth=("PLAIN",)
+        Security.STARTTLS, strip_starttls=True, require_tls=False, pre_tls_auth=("PLAIN",)
     )
     code, out, _err = _run(
         capsys, "localhost", "--port", str(srv.port), "--mode", "starttls", "--cafile", cafile
@@ -132,7 +133,7 @@ def test_auth_before_tls_and_legacy_tls_are_warnings(
     smtpsec_server: Any, cafile: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     srv = smtpsec_server(
-        "starttls", pre_tls_auth=("PLAIN", "LOGIN"), min_version=ssl.TLSVersion.TLSv1
+        Security.STARTTLS, pre_tls_auth=("PLAIN", "LOGIN"), min_version=ssl.TLSVersion.TLSv1
     )
     code, report = _json(
         capsys, "localhost", "--port", str(srv.port), "--mode", "starttls", "--cafile", cafile
@@ -152,7 +153,7 @@ def test_auth_before_tls_and_legacy_tls_are_warnings(
 def test_tls12_only_server_refuses_13(
     smtpsec_server: Any, cafile: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    srv = smtpsec_server("implicit", max_version=ssl.TLSVersion.TLSv1_2)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, max_version=ssl.TLSVersion.TLSv1_2)
     code, report = _json(
         capsys, "localhost", "--port", str(srv.port), "--mode", "implicit", "--cafile", cafile
     )
@@ -188,7 +189,7 @@ def test_broken_starttls_servers_fail(
     options: dict[str, Any],
     expected: str,
 ) -> None:
-    srv = smtpsec_server("starttls", **options)
+    srv = smtpsec_server(Security.STARTTLS, **options)
     code, out, _err = _run(
         capsys, "localhost", "--port", str(srv.port), "--mode", "starttls", "--cafile", cafile
     )
@@ -200,7 +201,7 @@ def test_broken_starttls_servers_fail(
 def test_failure_inside_tls_still_reports_versions(
     smtpsec_server: Any, cafile: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    srv = smtpsec_server("starttls", post_tls_replies={"EHLO": (421, "4.3.2 shutting down")})
+    srv = smtpsec_server(Security.STARTTLS, post_tls_replies={"EHLO": (421, "4.3.2 shutting down")})
     code, report = _json(
         capsys, "localhost", "--port", str(srv.port), "--mode", "starttls", "--cafile", cafile
     )
@@ -224,7 +225,7 @@ def test_version_check_that_cannot_reach_tls_reports_an_error(
                 return b"454 4.7.0 not now\r\n"
         return None
 
-    srv = smtpsec_server("starttls", on_command=first_starttls_only)
+    srv = smtpsec_server(Security.STARTTLS, on_command=first_starttls_only)
     code, report = _json(
         capsys, "localhost", "--port", str(srv.port), "--mode", "starttls", "--cafile", cafile
     )
@@ -235,7 +236,7 @@ def test_version_check_that_cannot_reach_tls_reports_an_error(
 def test_silent_server_times_out(
     smtpsec_server: Any, cafile: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    srv = smtpsec_server("starttls", greeting=None)
+    srv = smtpsec_server(Security.STARTTLS, greeting=None)
     code, out, _err = _run(
         capsys,
         "localhost",
@@ -261,14 +262,14 @@ def test_mode_is_detected_on_unusual_ports(
 ) -> None:
     """A port that greets speaks STARTTLS; one that stays silent waits for a ClientHello."""
     monkeypatch.setattr(_cli_probe, "GREETING_WAIT", 0.2)
-    plain = smtpsec_server("starttls")
-    tls = smtpsec_server("implicit")
+    plain = smtpsec_server(Security.STARTTLS)
+    tls = smtpsec_server(Security.IMPLICIT_TLS)
     _code, report = _json(capsys, "localhost", "--port", str(plain.port), "--cafile", cafile)
     assert report["ports"][0]["mode"] == "starttls"
     _code, report = _json(capsys, "localhost", "--port", str(tls.port), "--cafile", cafile)
-    assert report["ports"][0]["mode"] == "implicit"
+    assert report["ports"][0]["mode"] is Security.IMPLICIT_TLS
     assert report["verdict"] == "PASS"
-    assert _cli_probe.detect_mode("127.0.0.1", refused_port, 1.0) == "starttls"
+    assert _cli_probe.detect_mode("127.0.0.1", refused_port, 1.0) is Security.STARTTLS
 
 
 def test_default_scan_uses_the_port_table(
@@ -279,8 +280,8 @@ def test_default_scan_uses_the_port_table(
     refused_port: int,
 ) -> None:
     """Without --port every entry of the table is probed (here: loopback stand-ins)."""
-    implicit = smtpsec_server("implicit")
-    starttls = smtpsec_server("starttls")
+    implicit = smtpsec_server(Security.IMPLICIT_TLS)
+    starttls = smtpsec_server(Security.STARTTLS)
     monkeypatch.setattr(
         _cli_probe,
         "DEFAULT_PORTS",
@@ -298,7 +299,7 @@ def test_a_known_port_number_picks_its_mode(
     """--port 465 (auto) means implicit TLS without waiting for a greeting."""
     monkeypatch.setattr(_cli_probe, "detect_mode", lambda *a: pytest.fail("no detection"))
     code, report = _json(capsys, "127.0.0.1", "--port", "465", "--timeout", "2")
-    assert report["ports"][0]["mode"] == "implicit"
+    assert report["ports"][0]["mode"] is Security.IMPLICIT_TLS
     assert code == 2  # unreachable, or not trusted for 127.0.0.1: never a PASS
 
 
@@ -334,7 +335,7 @@ def test_versions_this_openssl_cannot_offer_are_not_testable(
         return real(version)
 
     monkeypatch.setattr(_cli_probe, "inspection_context", no_legacy)
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     _code, report = _json(
         capsys, "localhost", "--port", str(srv.port), "--mode", "implicit", "--cafile", cafile
     )

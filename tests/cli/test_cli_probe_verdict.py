@@ -12,14 +12,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from smtpsec._cli_probe import PortFacts, ProbeFacts
-from smtpsec._cli_probe_tls import (
+from smtpsec import Security
+from smtpsec._cli._probe import PortFacts, ProbeFacts
+from smtpsec._cli._probe_tls import (
     CertificateFacts,
     certificate_facts,
     classify_handshake_error,
     inspection_context,
 )
-from smtpsec._cli_probe_verdict import judge, render_json, render_text
+from smtpsec._cli._probe_verdict import judge, render_json, render_text
 from smtpsec.testing import CA
 
 GOOD_CERT = CertificateFacts(
@@ -36,7 +37,7 @@ GOOD_CERT = CertificateFacts(
 )
 GOOD = PortFacts(
     port=465,
-    mode="implicit",
+    mode=Security.IMPLICIT_TLS,
     reachable=True,
     greeting="mail.example.test ESMTP",
     tls_version="TLSv1.3",
@@ -55,7 +56,7 @@ def _facts(*ports: PortFacts, explicit: bool = False) -> ProbeFacts:
 
 
 def test_all_good_passes() -> None:
-    starttls = replace(GOOD, port=587, mode="starttls", starttls_offered=True)
+    starttls = replace(GOOD, port=587, mode=Security.STARTTLS, starttls_offered=True)
     verdict = judge(_facts(GOOD, starttls))
     assert verdict.status == "PASS"
     assert verdict.exit_code == 0
@@ -64,8 +65,8 @@ def test_all_good_passes() -> None:
 
 
 def test_missing_465_is_a_warning_in_a_scan() -> None:
-    gone = PortFacts(port=465, mode="implicit", reachable=False, error="refused")
-    starttls = replace(GOOD, port=587, mode="starttls", starttls_offered=True)
+    gone = PortFacts(port=465, mode=Security.IMPLICIT_TLS, reachable=False, error="refused")
+    starttls = replace(GOOD, port=587, mode=Security.STARTTLS, starttls_offered=True)
     verdict = judge(_facts(gone, starttls))
     assert verdict.status == "WARN"
     assert verdict.exit_code == 1
@@ -74,7 +75,12 @@ def test_missing_465_is_a_warning_in_a_scan() -> None:
 
 def test_relay_port_problems_are_only_warnings() -> None:
     relay = replace(
-        GOOD, port=25, mode="starttls", error="no STARTTLS", tls_version=None, extensions=None
+        GOOD,
+        port=25,
+        mode=Security.STARTTLS,
+        error="no STARTTLS",
+        tls_version=None,
+        extensions=None,
     )
     verdict = judge(_facts(GOOD, relay))
     assert verdict.status == "WARN"
@@ -82,9 +88,9 @@ def test_relay_port_problems_are_only_warnings() -> None:
 
 
 def test_only_the_relay_port_is_reachable_fails() -> None:
-    gone = PortFacts(port=465, mode="implicit", reachable=False, error="refused")
-    gone587 = PortFacts(port=587, mode="starttls", reachable=False, error="refused")
-    relay = replace(GOOD, port=25, mode="starttls")
+    gone = PortFacts(port=465, mode=Security.IMPLICIT_TLS, reachable=False, error="refused")
+    gone587 = PortFacts(port=587, mode=Security.STARTTLS, reachable=False, error="refused")
+    relay = replace(GOOD, port=25, mode=Security.STARTTLS)
     verdict = judge(_facts(gone, gone587, relay))
     assert verdict.status == "FAIL"
     assert "no reachable submission port" in verdict.line
@@ -92,7 +98,7 @@ def test_only_the_relay_port_is_reachable_fails() -> None:
 
 
 def test_nothing_reachable_fails() -> None:
-    gone = PortFacts(port=587, mode="starttls", reachable=False, error="timed out")
+    gone = PortFacts(port=587, mode=Security.STARTTLS, reachable=False, error="timed out")
     verdict = judge(_facts(gone))
     assert verdict.status == "FAIL"
     assert verdict.exit_code == 2
@@ -112,7 +118,7 @@ def test_rendering_covers_every_row() -> None:
     port = replace(
         GOOD,
         port=587,
-        mode="starttls",
+        mode=Security.STARTTLS,
         starttls_offered=True,
         auth_before_tls=("PLAIN",),
         verified=False,
@@ -123,7 +129,7 @@ def test_rendering_covers_every_row() -> None:
     failed = replace(
         GOOD,
         port=2525,
-        mode="starttls",
+        mode=Security.STARTTLS,
         tls_version=None,
         verified=False,
         error="boom",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from smtpsec import Security
 from smtpsec._cli import _parser, main
 
 USER = "ann"
@@ -63,7 +64,7 @@ def test_send_file_with_password_from_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
-    srv = smtpsec_server("starttls", users={USER: PASSWORD}, require_auth=True)
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD}, require_auth=True)
     code = main(
         _base(
             srv,
@@ -98,7 +99,7 @@ def test_password_from_stdin_and_implicit_tls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _stdin(monkeypatch, f"{PASSWORD}\n".encode())
-    srv = smtpsec_server("implicit", users={USER: PASSWORD}, require_auth=True)
+    srv = smtpsec_server(Security.IMPLICIT_TLS, users={USER: PASSWORD}, require_auth=True)
     code = main(
         _base(srv, cafile, "--security", "implicit_tls", "--user", USER, "--password-stdin", eml)
     )
@@ -115,7 +116,7 @@ def test_message_from_stdin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _stdin(monkeypatch, MESSAGE)
-    srv = smtpsec_server("starttls")
+    srv = smtpsec_server(Security.STARTTLS)
     assert main(_base(srv, cafile, "-")) == 0
     assert srv.messages[0].data == MESSAGE
     assert "sent             " in capsys.readouterr().out
@@ -170,7 +171,7 @@ def test_usage_errors_are_one_line(
 ) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     monkeypatch.delenv("SMTPSEC_TEST_UNSET_VAR", raising=False)
-    srv = smtpsec_server("starttls")
+    srv = smtpsec_server(Security.STARTTLS)
     code = main(_base(srv, cafile, *(eml if arg == "EML" else arg for arg in extra)))
     err = capsys.readouterr().err
     assert code == 2
@@ -188,7 +189,7 @@ def test_stripped_server_is_one_error_line_exit_2(
 ) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     srv = smtpsec_server(
-        "starttls", strip_starttls=True, require_tls=False, pre_tls_auth=("PLAIN",)
+        Security.STARTTLS, strip_starttls=True, require_tls=False, pre_tls_auth=("PLAIN",)
     )
     code = main(_base(srv, cafile, "--user", USER, "--password-env", "SMTP_PASSWORD", eml))
     out, err = capsys.readouterr()
@@ -210,7 +211,7 @@ def test_debug_shows_traceback_and_redacted_transcript(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
-    srv = smtpsec_server("starttls", users={USER: "another-password"})
+    srv = smtpsec_server(Security.STARTTLS, users={USER: "another-password"})
     code = main(
         ["--debug", *_base(srv, cafile, "--user", USER, "--password-env", "SMTP_PASSWORD", eml)]
     )
@@ -230,7 +231,7 @@ def test_partly_refused_recipients_exit_1(
     smtpsec_server: Any, cafile: str, eml: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     srv = smtpsec_server(
-        "starttls", refuse_recipients={"gone@example.test": (550, "5.1.1 no such user")}
+        Security.STARTTLS, refuse_recipients={"gone@example.test": (550, "5.1.1 no such user")}
     )
     code = main(_base(srv, cafile, "--to", "gone@example.test", eml))
     out = capsys.readouterr().out
@@ -243,7 +244,7 @@ def test_all_recipients_refused_exit_1(
     smtpsec_server: Any, cafile: str, eml: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     srv = smtpsec_server(
-        "starttls", refuse_recipients={"bob@example.test": (550, "5.1.1 no such user")}
+        Security.STARTTLS, refuse_recipients={"bob@example.test": (550, "5.1.1 no such user")}
     )
     code = main(_base(srv, cafile, eml))
     out, err = capsys.readouterr()
@@ -256,7 +257,7 @@ def test_all_recipients_refused_exit_1(
 def test_message_refused_exit_1(
     smtpsec_server: Any, cafile: str, eml: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    srv = smtpsec_server("starttls", replies={".": (554, "5.7.1 spam")})
+    srv = smtpsec_server(Security.STARTTLS, replies={".": (554, "5.7.1 spam")})
     assert main(_base(srv, cafile, eml)) == 1
     assert "554" in capsys.readouterr().err
 
@@ -273,7 +274,7 @@ def test_interrupt_exits_130(
             raise KeyboardInterrupt
 
     monkeypatch.setattr(sys, "stdin", Interrupting())
-    srv = smtpsec_server("starttls")
+    srv = smtpsec_server(Security.STARTTLS)
     assert main(_base(srv, cafile, "--user", USER, "--password-stdin", eml)) == 130
     assert "interrupted" in capsys.readouterr().err
 

@@ -14,6 +14,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 import smtpsec
 from netutil import start_aiosmtpd
+from smtpsec import Security
 
 
 class _Sink:
@@ -78,7 +79,7 @@ def test_starttls_auth_and_send(aiosmtpd_server: tuple[Controller, _Sink], ca: t
     ) as session:
         result = session.send(msg)
         report = session.report
-    assert report.mode == "starttls"
+    assert report.mode is Security.STARTTLS
     assert report.verified and report.confidential
     assert report.mechanism in {"PLAIN", "LOGIN"}
     assert result.accepted == ("bob@example.test", "hidden@example.test")

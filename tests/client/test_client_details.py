@@ -32,7 +32,7 @@ def test_starttls_refusal_text_is_marked_unverified_r_east_ue_1(
     ca: CA, policy: smtpsec.Policy
 ) -> None:
     evil = "4.7.0 Visit http://evil.test to fix your account"
-    with SMTPServer(_leaf(ca), tls="starttls", starttls_reply=(454, evil)) as srv:
+    with SMTPServer(_leaf(ca), tls=Security.STARTTLS, starttls_reply=(454, evil)) as srv:
         with pytest.raises(smtpsec.TLSUnavailableError) as info:
             smtpsec.connect("localhost", srv.port, policy=policy, timeout=3)
     err = info.value
@@ -44,7 +44,7 @@ def test_starttls_refusal_text_is_marked_unverified_r_east_ue_1(
 
 def test_greeting_that_starts_but_never_ends_says_so(ca: CA, policy: smtpsec.Policy) -> None:
     drip = Drip(b"220 " + b"x" * 200 + b"\r\n", 0.05)
-    with SMTPServer(_leaf(ca), tls="starttls", greeting=drip) as srv:
+    with SMTPServer(_leaf(ca), tls=Security.STARTTLS, greeting=drip) as srv:
         with pytest.raises(smtpsec.TimeoutError, match="started its greeting"):
             smtpsec.connect("localhost", srv.port, policy=policy, timeout=1)
 
@@ -61,7 +61,7 @@ def _resent_message() -> EmailMessage:
 
 
 def test_explicit_envelope_skips_ambiguous_resent_headers(ca: CA, policy: smtpsec.Policy) -> None:
-    with SMTPServer(_leaf(ca), tls="implicit") as srv:
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS) as srv:
         with smtpsec.connect(
             "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=3
         ) as session:
@@ -76,7 +76,7 @@ def test_explicit_envelope_skips_ambiguous_resent_headers(ca: CA, policy: smtpse
 
 def test_send_many_with_outgoing_envelopes_and_bytes(ca: CA, policy: smtpsec.Policy) -> None:
     raw = b"Subject: raw\r\n\r\nhello\r\n"
-    with SMTPServer(_leaf(ca), tls="implicit") as srv:
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS) as srv:
         with smtpsec.connect(
             "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=3
         ) as session:
@@ -97,7 +97,7 @@ def test_server_dropping_an_idle_session_gives_connect_error(
     ca: CA, policy: smtpsec.Policy
 ) -> None:
     """An idle drop is noticed before the next command is written (R-LIB-DESYNC-1)."""
-    with SMTPServer(_leaf(ca), tls="implicit", close_after="NOOP") as srv:
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS, close_after="NOOP") as srv:
         with smtpsec.connect(
             "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=3
         ) as session:
@@ -112,7 +112,7 @@ def test_server_dropping_an_idle_session_gives_connect_error(
 def test_one_shot_send_and_file_body(ca: CA, policy: smtpsec.Policy, tmp_path: Path) -> None:
     body = tmp_path / "message.eml"
     body.write_bytes(b"Subject: from a file\n\nline one\n.line two\n")
-    with SMTPServer(_leaf(ca), tls="implicit", users={"ann": "pw"}) as srv:
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS, users={"ann": "pw"}) as srv:
         with body.open("rb") as fp:
             result = smtpsec.send(
                 fp,
@@ -150,7 +150,7 @@ def test_port_25_warns_that_it_is_for_relay() -> None:
 def test_close_waits_only_briefly_for_221(ca: CA, policy: smtpsec.Policy) -> None:
     """close() bounds the wait for 221 (not the whole reply timeout): QUIT goes out,
     the server never answers, and close() still returns and closes the connection."""
-    with SMTPServer(_leaf(ca), tls="implicit", replies={"QUIT": None}) as srv:
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS, replies={"QUIT": None}) as srv:
         session = smtpsec.connect(
             "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=600
         )

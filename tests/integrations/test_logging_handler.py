@@ -84,7 +84,7 @@ def _handler(
 def test_delivers_over_required_starttls(
     smtpsec_server: Any, trusting_policy: Policy, logger: logging.Logger
 ) -> None:
-    srv = smtpsec_server("starttls", users={USER: PASSWORD}, require_auth=True)
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD}, require_auth=True)
     handler = _handler(srv, trusting_policy, timeout=5.0)
     logger.addHandler(handler)
     logger.error("disk %s is full", "/var")
@@ -103,7 +103,7 @@ def test_delivers_over_required_starttls(
 def test_delivers_over_implicit_tls_and_accepts_a_single_address(
     smtpsec_server: Any, trusting_policy: Policy, logger: logging.Logger
 ) -> None:
-    srv = smtpsec_server("implicit")
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
     handler = RecordingHandler(
         ("localhost", srv.port),
         "app@example.test",
@@ -127,7 +127,7 @@ def test_subject_can_depend_on_the_record(
         def getSubject(self, record: logging.LogRecord) -> str:
             return f"[{record.levelname}] app"
 
-    srv = smtpsec_server("starttls", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD})
     handler = _handler(srv, trusting_policy, cls=PerLevel)
     logger.addHandler(handler)
     logger.warning("hm")
@@ -138,7 +138,9 @@ def test_refuses_a_self_signed_server(
     smtpsec_server: Any, trusting_policy: Policy, logger: logging.Logger
 ) -> None:
     """R-PY-14: the certificate is verified even though the stdlib handler would not."""
-    srv = smtpsec_server("starttls", cert=CA.self_signed("localhost"), users={USER: PASSWORD})
+    srv = smtpsec_server(
+        Security.STARTTLS, cert=CA.self_signed("localhost"), users={USER: PASSWORD}
+    )
     handler = _handler(srv, trusting_policy)
     logger.addHandler(handler)
     logger.error("secret stack trace")
@@ -155,7 +157,7 @@ def test_refuses_a_stripped_server(
 ) -> None:
     """R-PY-14 / R-PY-6: no STARTTLS means no mail and no password, not cleartext."""
     srv = smtpsec_server(
-        "starttls",
+        Security.STARTTLS,
         strip_starttls=True,
         require_tls=False,
         pre_tls_auth=("PLAIN", "LOGIN"),
@@ -177,7 +179,7 @@ def test_stdlib_handler_sends_password_and_log_in_cleartext_to_the_stripped_serv
 ) -> None:
     """The pitfall this module exists for (R-PY-14), shown against the same server."""
     srv = smtpsec_server(
-        "starttls",
+        Security.STARTTLS,
         strip_starttls=True,
         require_tls=False,
         pre_tls_auth=("PLAIN", "LOGIN"),
@@ -206,7 +208,7 @@ def test_silent_server_cannot_block_logging(
     smtpsec_server: Any, trusting_policy: Policy, logger: logging.Logger
 ) -> None:
     """timeout= bounds the wait for the greeting: emit() returns with a TimeoutError."""
-    srv = smtpsec_server("starttls", greeting=None)
+    srv = smtpsec_server(Security.STARTTLS, greeting=None)
     handler = _handler(srv, trusting_policy, timeout=0.3)
     logger.addHandler(handler)
     logger.error("x")
@@ -217,7 +219,7 @@ def test_silent_server_cannot_block_logging(
 
 def test_own_debug_logging_does_not_recurse(smtpsec_server: Any, trusting_policy: Policy) -> None:
     """On the root logger at DEBUG, smtpsec's transcript must not mail itself."""
-    srv = smtpsec_server("starttls", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD})
     handler = _handler(srv, trusting_policy)
     root = logging.getLogger()
     transcript = logging.getLogger("smtpsec")
@@ -249,7 +251,7 @@ def test_recursion_error_is_not_swallowed(
                 raise RecursionError
             return "fine"
 
-    srv = smtpsec_server("starttls", users={USER: PASSWORD})
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD})
     handler = _handler(srv, trusting_policy, cls=DeepOnce)
     record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "x", (), None)
     with pytest.raises(RecursionError):
@@ -294,7 +296,7 @@ def test_secure_keyfile_certfile_presents_a_client_certificate(
     client_files: tuple[Path, Path, Path],
 ) -> None:
     certfile, keyfile, _combined = client_files
-    srv = smtpsec_server("starttls", request_client_cert=True)
+    srv = smtpsec_server(Security.STARTTLS, request_client_cert=True)
     handler = _handler(srv, trusting_policy, credentials=None, secure=(str(keyfile), str(certfile)))
     assert handler.policy.client_cert == (str(certfile), str(keyfile))
     assert handler.policy.cafile == trusting_policy.cafile  # trust kept

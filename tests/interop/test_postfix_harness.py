@@ -24,6 +24,8 @@ from email.utils import formatdate
 import pytest
 from interop_harness import PostfixServer
 
+from smtpsec import Security
+
 TIMEOUT = 10.0
 EHLO_NAME = "client.smtpsec.test"
 DISCARD_RCPT = "nobody@discard.test"
@@ -74,7 +76,7 @@ def _starttls(postfix: PostfixServer) -> Iterator[smtplib.SMTP]:
 
 @contextlib.contextmanager
 def _session(postfix: PostfixServer, mode: str) -> Iterator[smtplib.SMTP]:
-    opener = _implicit if mode == "implicit" else _starttls
+    opener = _implicit if mode is Security.IMPLICIT_TLS else _starttls
     with opener(postfix) as smtp:
         yield smtp
 

@@ -21,7 +21,8 @@ from typing import Any, Final
 
 import smtpsec
 import smtpsec.aio
-from smtpsec.testing import CA, Capture, LeafCert, SMTPServer, TLSMode
+from smtpsec import Security
+from smtpsec.testing import CA, Capture, LeafCert, SMTPServer
 from smtpsec.testing.plugin import ServerFactory
 
 USER: Final = "ann"
@@ -78,7 +79,7 @@ class Kit:
         #: "sync" (smtpsec.connect) or "async" (smtpsec.aio.connect, same tests).
         self.client = client
 
-    def server(self, tls: TLSMode = "starttls", **options: Any) -> SMTPServer:
+    def server(self, tls: Security = Security.STARTTLS, **options: Any) -> SMTPServer:
         """Start a fake MSA that knows ``ann``/the password canary."""
         options.setdefault("users", {USER: PASSWORD})
         return self._factory(tls, **options)

@@ -16,12 +16,13 @@ import pytest
 from _security_kit import Kit
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import CA, Capture, LeafCert
 
 Security = smtpsec.Security
 MODES = [
-    pytest.param("implicit", Security.IMPLICIT_TLS, id="implicit"),
-    pytest.param("starttls", Security.STARTTLS, id="starttls"),
+    pytest.param(Security.IMPLICIT_TLS, Security.IMPLICIT_TLS, id="implicit"),
+    pytest.param(Security.STARTTLS, Security.STARTTLS, id="starttls"),
 ]
 
 
@@ -66,7 +67,7 @@ def assert_nothing_after_handshake(kit: Kit, capture: Capture, mode: str) -> Non
     assert not capture.tls
     assert capture.post_tls == b""
     assert capture.commands_post_tls == []
-    if mode == "implicit":
+    if mode is Security.IMPLICIT_TLS:
         assert capture.segments == []
     else:
         assert capture.commands_pre_tls == ["EHLO", "STARTTLS"]
@@ -111,7 +112,7 @@ def test_ip_literal_never_matches_dns_san__R_9525_IP_1(
 
 def test_unknown_ca_reports_the_path_not_the_name__R_7817_3_2(kit: Kit) -> None:
     """A name-correct leaf from an unknown CA fails on the chain, not on the name."""
-    srv = kit.server("implicit", cert=CA.create("evil CA").issue("localhost"))
+    srv = kit.server(Security.IMPLICIT_TLS, cert=CA.create("evil CA").issue("localhost"))
     with pytest.raises(smtpsec.CertificateError) as info:
         kit.connect(srv, Security.IMPLICIT_TLS)
     assert "issuer" in str(info.value)
@@ -120,10 +121,10 @@ def test_unknown_ca_reports_the_path_not_the_name__R_7817_3_2(kit: Kit) -> None:
 
 def test_default_trust_is_public_roots_only__R_8314_5_2_2(kit: Kit) -> None:
     """With a default Policy the private test CA is not trusted: no silent trust."""
-    srv = kit.server("implicit")
+    srv = kit.server(Security.IMPLICIT_TLS)
     with pytest.raises(smtpsec.CertificateError):
         kit.connect(srv, Security.IMPLICIT_TLS, policy=smtpsec.Policy())
-    assert_nothing_after_handshake(kit, kit.finished(srv), "implicit")
+    assert_nothing_after_handshake(kit, kit.finished(srv), Security.IMPLICIT_TLS)
 
 
 # --------------------------------------------------------------------------- TLS versions
@@ -185,7 +186,7 @@ def test_tls11_server_is_refused__R_8314_4_1_1(kit: Kit, mode: str, security: Se
 @pytest.mark.usefixtures("tls11_possible")
 def test_legacy_opt_in_reaches_tls11_but_is_not_confidential__R_8314_5_4(kit: Kit) -> None:
     """``allow_legacy_tls`` reaches a TLS 1.1 server; the report never says confidential."""
-    srv = kit.server("implicit", max_version=ssl.TLSVersion.TLSv1_1)
+    srv = kit.server(Security.IMPLICIT_TLS, max_version=ssl.TLSVersion.TLSv1_1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # ssl deprecates TLSv1_1
         policy = kit.policy(min_tls_version=ssl.TLSVersion.TLSv1_1, allow_legacy_tls=True)
@@ -258,11 +259,13 @@ def test_good_server_delivers__R_8314_3_3_2(kit: Kit, mode: str, security: Secur
     assert report.cipher
     assert report.spki_pin == kit.cert.spki_sha256_pin
     assert not report.pinned
-    assert report.mode == ("implicit_tls" if mode == "implicit" else "starttls")
+    assert report.mode is mode
     assert report.authenticated_as == kit.user
     # R-3207-4-3: STARTTLS was the last thing in its write; nothing followed it in clear.
     assert capture.after_starttls == b""
-    assert capture.commands_pre_tls == ([] if mode == "implicit" else ["EHLO", "STARTTLS"])
+    assert capture.commands_pre_tls == (
+        [] if mode is Security.IMPLICIT_TLS else ["EHLO", "STARTTLS"]
+    )
     kit.assert_nothing_leaked(capture)
 
 
@@ -329,7 +332,7 @@ def test_pinned_self_signed_refuses_auth__R_8314_5_3_3(
 def test_pinned_self_signed_auth_with_explicit_flag_warns__R_8314_5_3_3(kit: Kit) -> None:
     """With ``allow_cleartext_auth`` the pinned session authenticates, loudly."""
     leaf = CA.self_signed("localhost")
-    srv = kit.server("implicit", cert=leaf)
+    srv = kit.server(Security.IMPLICIT_TLS, cert=leaf)
     policy = _pinned_only(kit, leaf, allow_cleartext_auth=True)
     with pytest.warns(smtpsec.InsecureConfigurationWarning):
         session = kit.connect(srv, Security.IMPLICIT_TLS, policy=policy)
@@ -340,7 +343,7 @@ def test_pinned_self_signed_auth_with_explicit_flag_warns__R_8314_5_3_3(kit: Kit
 
 def test_pinned_self_signed_wrong_pin__R_8314_5_4(kit: Kit) -> None:
     """Pin-only trust with the wrong pin fails: there is no chain to fall back on."""
-    srv = kit.server("implicit", cert=CA.self_signed("localhost"))
+    srv = kit.server(Security.IMPLICIT_TLS, cert=CA.self_signed("localhost"))
     with pytest.raises(smtpsec.PinMismatchError):
         kit.connect(srv, Security.IMPLICIT_TLS, policy=_pinned_only(kit, kit.cert))
     assert kit.finished(srv).commands == []
@@ -354,7 +357,7 @@ def test_context_without_hostname_check_is_not_verified__R_4954_14_1(kit: Kit) -
     ctx = kit.ca.client_context()
     ctx.check_hostname = False
     policy = smtpsec.Policy(ssl_context=ctx, allow_unverified_context=True)
-    srv = kit.server("implicit", cert=kit.ca.issue("other.example.test"))
+    srv = kit.server(Security.IMPLICIT_TLS, cert=kit.ca.issue("other.example.test"))
     with kit.connect(srv, Security.IMPLICIT_TLS, username=None, policy=policy) as session:
         report = session.report
     assert not report.verified
@@ -370,7 +373,7 @@ def test_unverifying_context_is_never_confidential__R_4954_14_1(kit: Kit) -> Non
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     policy = smtpsec.Policy(ssl_context=ctx, allow_unverified_context=True)
-    srv = kit.server("starttls", cert=CA.self_signed("localhost"))
+    srv = kit.server(Security.STARTTLS, cert=CA.self_signed("localhost"))
     with pytest.raises(smtpsec.InsecureAuthError):
         kit.connect(srv, Security.STARTTLS, policy=policy)
     capture = kit.finished(srv)

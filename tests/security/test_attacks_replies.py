@@ -15,6 +15,7 @@ import pytest
 from _security_kit import Kit
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import Endless, ServerSession
 
 Security = smtpsec.Security
@@ -44,7 +45,7 @@ def test_greeting_other_than_220__R_LIB_GREET_1(kit: Kit, code: int) -> None:
 
 def test_greeting_over_implicit_tls_is_authenticated_text__R_LIB_GREET_1(kit: Kit) -> None:
     """The same refusal inside implicit TLS carries authenticated server text."""
-    srv = kit.server("implicit", greeting=(554, "5.3.2 no service for you"))
+    srv = kit.server(Security.IMPLICIT_TLS, greeting=(554, "5.3.2 no service for you"))
     with pytest.raises(smtpsec.ReplyError) as info:
         kit.connect(srv, Security.IMPLICIT_TLS)
     assert info.value.server_text_authenticated is True
@@ -140,7 +141,7 @@ def _peak_during(action: object) -> int:
 
 def test_endless_multiline_reply__R_5321_4_5_3_1_2(kit: Kit) -> None:
     """A greeting that never ends (``220-x`` forever) → ProtocolError in bounded memory."""
-    srv = kit.server("implicit", endless_multiline=True)
+    srv = kit.server(Security.IMPLICIT_TLS, endless_multiline=True)
 
     def attempt() -> None:
         with pytest.raises(smtpsec.RemoteProtocolError, match="lines"):
@@ -166,7 +167,7 @@ def test_endless_ehlo_reply__R_5321_4_5_3_1_2(kit: Kit) -> None:
 
 def test_ten_mib_line_without_crlf__R_5321_4_5_3_1_2(kit: Kit) -> None:
     """A 10 MiB greeting line with no line ending → ProtocolError in bounded memory."""
-    srv = kit.server("implicit", long_line=10 * 1024 * 1024)
+    srv = kit.server(Security.IMPLICIT_TLS, long_line=10 * 1024 * 1024)
 
     def attempt() -> None:
         with pytest.raises(smtpsec.RemoteProtocolError, match="line longer"):
@@ -178,7 +179,9 @@ def test_ten_mib_line_without_crlf__R_5321_4_5_3_1_2(kit: Kit) -> None:
 
 def test_dripping_server_hits_whole_reply_deadline__R_5321_4_5_3_2_1(kit: Kit) -> None:
     """One byte every 0.2 s keeps the socket busy, but the whole reply has one deadline."""
-    srv = kit.server("implicit", drip=(b"220 smtp.example.test ESMTP slowly ready\r\n", 0.2))
+    srv = kit.server(
+        Security.IMPLICIT_TLS, drip=(b"220 smtp.example.test ESMTP slowly ready\r\n", 0.2)
+    )
     with pytest.raises(smtpsec.TimeoutError):
         kit.connect(srv, Security.IMPLICIT_TLS, timeout=1.0)
     assert kit.finished(srv).commands == []
@@ -189,7 +192,9 @@ def test_dripping_server_hits_whole_reply_deadline__R_5321_4_5_3_2_1(kit: Kit) -
 
 def test_double_reply_to_noop__R_LIB_DESYNC_1(kit: Kit) -> None:
     """Two replies to one NOOP (one write) → RemoteProtocolError, and no further commands."""
-    srv = kit.server("implicit", replies={"NOOP": b"250 2.0.0 Ok\r\n250 2.0.0 Ok again\r\n"})
+    srv = kit.server(
+        Security.IMPLICIT_TLS, replies={"NOOP": b"250 2.0.0 Ok\r\n250 2.0.0 Ok again\r\n"}
+    )
     with kit.connect(srv, Security.IMPLICIT_TLS) as session:
         with pytest.raises(smtpsec.RemoteProtocolError, match="out of step"):
             session.noop()
@@ -216,7 +221,7 @@ def test_late_surplus_reply_is_detected__R_LIB_DESYNC_1(kit: Kit) -> None:
         surplus_sent.set()
         return b""
 
-    srv = kit.server("implicit", on_command=double)
+    srv = kit.server(Security.IMPLICIT_TLS, on_command=double)
     with kit.connect(srv, Security.IMPLICIT_TLS) as session:
         session.noop()
         first_read.set()

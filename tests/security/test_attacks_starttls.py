@@ -12,6 +12,7 @@ import pytest
 from _security_kit import Kit
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import AuthAttempt, ServerSession
 
 Security = smtpsec.Security
@@ -188,7 +189,7 @@ def test_opportunistic_still_uses_starttls__R_8314_5_2_6(kit: Kit) -> None:
             report = session.report
     capture = kit.finished(srv)
     assert capture.tls
-    assert report.mode == "starttls"
+    assert report.mode is Security.STARTTLS
     assert report.confidential
     assert capture.commands_pre_tls == ["EHLO", "STARTTLS"]
     assert "AUTH" in capture.commands_post_tls
@@ -204,7 +205,7 @@ def test_plaintext_to_starttls_server_signals_upgrade__R_8314_5_7(kit: Kit) -> N
     ):
         report = session.report
     capture = kit.finished(srv)
-    assert report.mode == "plaintext"
+    assert report.mode is Security.PLAINTEXT
     assert not report.confidential  # R-8314-5-4
     assert report.tls_version is None
     assert "STARTTLS" not in capture.commands
@@ -213,7 +214,7 @@ def test_plaintext_to_starttls_server_signals_upgrade__R_8314_5_7(kit: Kit) -> N
 @pytest.mark.parametrize("security", [Security.PLAINTEXT, Security.OPPORTUNISTIC])
 def test_no_auth_without_tls__R_4954_9_1__R_8314_4_1_2(kit: Kit, security: Security) -> None:
     """A cleartext server offering AUTH PLAIN LOGIN CRAM-MD5 gets no credentials."""
-    srv = kit.server("none", auth_mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"))
+    srv = kit.server(Security.PLAINTEXT, auth_mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(smtpsec.InsecureAuthError) as info:
@@ -229,7 +230,7 @@ def test_no_auth_without_tls__R_4954_9_1__R_8314_4_1_2(kit: Kit, security: Secur
 
 def test_plaintext_to_network_host_warns__R_8314_5_2_3(kit: Kit, non_loopback_alias: str) -> None:
     """PLAINTEXT to a name that is not loopback warns, and still refuses AUTH."""
-    srv = kit.server("none")
+    srv = kit.server(Security.PLAINTEXT)
     with (
         pytest.warns(smtpsec.InsecureConfigurationWarning, match="cleartext"),
         pytest.raises(smtpsec.InsecureAuthError),
@@ -242,7 +243,7 @@ def test_plaintext_to_network_host_warns__R_8314_5_2_3(kit: Kit, non_loopback_al
 
 def test_cleartext_auth_needs_explicit_flag_and_warns__R_8314_5_2_3(kit: Kit) -> None:
     """``allow_cleartext_auth=True`` is the only way to AUTH in cleartext, and it warns."""
-    srv = kit.server("none")
+    srv = kit.server(Security.PLAINTEXT)
     policy = smtpsec.Policy(allow_cleartext_auth=True)
     with pytest.warns(smtpsec.InsecureConfigurationWarning, match="allow_cleartext_auth"):
         session = kit.connect(srv, Security.PLAINTEXT, policy=policy)
@@ -254,7 +255,7 @@ def test_cleartext_auth_needs_explicit_flag_and_warns__R_8314_5_2_3(kit: Kit) ->
 
 def test_starttls_mode_against_implicit_port__R_EAST_IMP_1(kit: Kit) -> None:
     """STARTTLS mode on an implicit-TLS port fails within the timeout and names the fix."""
-    srv = kit.server("implicit")
+    srv = kit.server(Security.IMPLICIT_TLS)
     with pytest.raises(smtpsec.TimeoutError) as info:
         kit.connect(srv, Security.STARTTLS, timeout=1.0)
     capture = kit.finished(srv)
@@ -265,7 +266,7 @@ def test_starttls_mode_against_implicit_port__R_EAST_IMP_1(kit: Kit) -> None:
 
 def test_implicit_mode_against_plaintext_port__R_8314_3_3_1(kit: Kit) -> None:
     """An "implicit TLS" port that greets in plaintext: TLS error naming STARTTLS, no SMTP sent."""
-    srv = kit.server("none")
+    srv = kit.server(Security.PLAINTEXT)
     with pytest.raises(smtpsec.TLSUnavailableError) as info:
         kit.connect(srv, Security.IMPLICIT_TLS)
     capture = kit.finished(srv)
@@ -278,7 +279,7 @@ def test_implicit_mode_against_plaintext_port__R_8314_3_3_1(kit: Kit) -> None:
 
 def test_implicit_tls_never_sends_starttls__R_3207_4_2_3(kit: Kit) -> None:
     """An implicit-TLS EHLO that lists STARTTLS is ignored: no second TLS layer requested."""
-    srv = kit.server("implicit", extensions=("PIPELINING", "STARTTLS", "SIZE 1000000"))
+    srv = kit.server(Security.IMPLICIT_TLS, extensions=("PIPELINING", "STARTTLS", "SIZE 1000000"))
     with kit.connect(srv, Security.IMPLICIT_TLS) as session:
         session.send(kit.message())
     capture = kit.finished(srv)
@@ -292,7 +293,8 @@ def test_implicit_tls_never_sends_starttls__R_3207_4_2_3(kit: Kit) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "security"), [("implicit", Security.IMPLICIT_TLS), ("starttls", Security.STARTTLS)]
+    ("mode", "security"),
+    [(Security.IMPLICIT_TLS, Security.IMPLICIT_TLS), (Security.STARTTLS, Security.STARTTLS)],
 )
 def test_sni_is_the_configured_host__R_LIB_SNI_1(kit: Kit, mode: str, security: Security) -> None:
     """SNI carries the configured host name."""
@@ -303,7 +305,8 @@ def test_sni_is_the_configured_host__R_LIB_SNI_1(kit: Kit, mode: str, security: 
 
 
 @pytest.mark.parametrize(
-    ("mode", "security"), [("implicit", Security.IMPLICIT_TLS), ("starttls", Security.STARTTLS)]
+    ("mode", "security"),
+    [(Security.IMPLICIT_TLS, Security.IMPLICIT_TLS), (Security.STARTTLS, Security.STARTTLS)],
 )
 def test_no_sni_for_ip_literal__R_LIB_SNI_1(kit: Kit, mode: str, security: Security) -> None:
     """An address literal is never sent as SNI (the IP SAN is still checked)."""
@@ -316,7 +319,8 @@ def test_no_sni_for_ip_literal__R_LIB_SNI_1(kit: Kit, mode: str, security: Secur
 
 
 @pytest.mark.parametrize(
-    ("mode", "security"), [("implicit", Security.IMPLICIT_TLS), ("starttls", Security.STARTTLS)]
+    ("mode", "security"),
+    [(Security.IMPLICIT_TLS, Security.IMPLICIT_TLS), (Security.STARTTLS, Security.STARTTLS)],
 )
 def test_close_sends_close_notify__R_8314_3_4_1(kit: Kit, mode: str, security: Security) -> None:
     """A normal session ends with QUIT and a TLS close_notify, not a bare FIN."""

@@ -24,12 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import smtpsec
-from smtpsec import identity
+from smtpsec import Security, identity
 from smtpsec import smtplib as dropin
 from smtpsec._cli import main
-from smtpsec._cli_probe import PortFacts, ProbeFacts, _read_certificate
-from smtpsec._cli_probe_tls import certificate_facts
-from smtpsec._cli_probe_verdict import judge, render_json
+from smtpsec._cli._probe import PortFacts, ProbeFacts, _read_certificate
+from smtpsec._cli._probe_tls import certificate_facts
+from smtpsec._cli._probe_verdict import judge, render_json
 from smtpsec.discovery import Endpoint
 from smtpsec.identity import ReferenceIdentity, check_certificate_identity
 from smtpsec.testing import CA, LeafCert
@@ -38,8 +38,8 @@ from smtpsec.tls import spki_pin, tls_info
 
 Security = smtpsec.Security
 MODES = [
-    pytest.param("implicit", Security.IMPLICIT_TLS, id="implicit"),
-    pytest.param("starttls", Security.STARTTLS, id="starttls"),
+    pytest.param(Security.IMPLICIT_TLS, Security.IMPLICIT_TLS, id="implicit"),
+    pytest.param(Security.STARTTLS, Security.STARTTLS, id="starttls"),
 ]
 
 
@@ -147,14 +147,14 @@ def test_pin_only_mode_right_and_wrong_pin(
         kit.assert_nothing_leaked(capture)
 
 
-@pytest.mark.parametrize("mode", ["implicit", "starttls"])
+@pytest.mark.parametrize("mode", [Security.IMPLICIT_TLS, Security.STARTTLS])
 def test_smtplib_dropin_delivers_too(
     smtpsec_server: ServerFactory, crafted: LeafCert, smtpsec_ca: CA, mode: str
 ) -> None:
     """``from smtpsec import smtplib`` reads the peer certificate through the same code."""
     srv = smtpsec_server(mode, cert=crafted)  # type: ignore[arg-type]
     ctx = smtpsec_ca.client_context()
-    if mode == "implicit":
+    if mode is Security.IMPLICIT_TLS:
         client = dropin.SMTP_SSL("localhost", srv.port, context=ctx, timeout=10)
     else:
         client = dropin.SMTP("localhost", srv.port, timeout=10)
@@ -194,7 +194,7 @@ def _connect_endpoint(kit: Kit, endpoint: Endpoint) -> Any:
 def test_discovered_endpoint_identity_on_a_non_der_certificate(kit: Kit) -> None:
     """(c) The SRV-ID check reads the names leniently when the strict parse fails."""
     leaf = kit.ca.issue("mail.provider.test", srv_names=("_submissions.example.test",))
-    srv = kit.server("implicit", cert=explicit_false(kit.ca, leaf))
+    srv = kit.server(Security.IMPLICIT_TLS, cert=explicit_false(kit.ca, leaf))
     with _connect_endpoint(kit, _endpoint(srv.port)) as session:
         report = session.report
     assert report.verified
@@ -205,7 +205,7 @@ def test_discovered_endpoint_identity_on_a_non_der_certificate(kit: Kit) -> None
 def test_discovered_endpoint_with_foreign_names_fails_identity(kit: Kit) -> None:
     """(c) The lenient path keeps the rules: names for another domain → CertificateError."""
     leaf = kit.ca.issue("mail.provider.test", srv_names=("_submissions.other.test",))
-    srv = kit.server("implicit", cert=explicit_false(kit.ca, leaf))
+    srv = kit.server(Security.IMPLICIT_TLS, cert=explicit_false(kit.ca, leaf))
     with pytest.raises(smtpsec.CertificateError, match="matches none"):
         _connect_endpoint(kit, _endpoint(srv.port))
     capture = kit.finished(srv)
@@ -362,7 +362,7 @@ def test_probe_reports_the_non_der_certificate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """(e) ``smtpsec probe`` verifies the server, describes the certificate, warns on encoding."""
-    srv = smtpsec_server("implicit", cert=crafted, users={"ann": "x"})
+    srv = smtpsec_server(Security.IMPLICIT_TLS, cert=crafted, users={"ann": "x"})
     args = ["probe", "localhost", "--port", str(srv.port), "--mode", "implicit"]
     code = main([*args, "--cafile", str(cafile)])
     out = capsys.readouterr().out
@@ -389,7 +389,9 @@ def test_probe_keeps_going_when_a_certificate_is_unreadable() -> None:
     assert certificate is None
     assert problem is not None and "could not be parsed" in problem
     assert _read_certificate(None) == (None, None)
-    port = PortFacts(port=465, mode="implicit", reachable=True, certificate_error=problem)
+    port = PortFacts(
+        port=465, mode=Security.IMPLICIT_TLS, reachable=True, certificate_error=problem
+    )
     facts = ProbeFacts(host="h.test", trust="t", ports=(port,), explicit_port=True)
     verdict = judge(facts)
     assert any(problem in f.text and f.level == "WARN" for f in verdict.findings)

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smtpsec import _der, identity
-from smtpsec._cli_probe_tls import certificate_facts
+from smtpsec._cli._probe_tls import certificate_facts
 from smtpsec.errors import CertificateError
 from smtpsec.identity import ReferenceIdentity, check_certificate_identity
 from smtpsec.testing import CA

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 import smtpsec
-from smtpsec.guard import Guard, unexpected
+from smtpsec import Security
+from smtpsec.guard import Finding, Guard
 from smtpsec.memory import Account, TLSMemory
-from smtpsec.policy import Attempt, Policy, TLSStart
+from smtpsec.policy import Attempt, Policy
 from smtpsec.sansio import EnhancedStatus, Extensions, Reply
 from smtpsec.tls import TLSInfo
 
@@ -36,8 +37,10 @@ def tls(version: str = "TLSv1.3", *, verified: bool = True, pin: str | None = PI
     )
 
 
-def guard(mode: TLSStart = "starttls", policy: Policy | None = None, user: str = "") -> Guard:
-    return Guard(policy or Policy(), Attempt(587, mode), "smtp.example.test", user=user)
+def guard(
+    mode: Security = Security.STARTTLS, policy: Policy | None = None, *, remembered: bool = False
+) -> Guard:
+    return Guard(policy or Policy(), Attempt(587, mode), "smtp.example.test", remembered=remembered)
 
 
 @contextlib.contextmanager
@@ -48,10 +51,17 @@ def exactly(error_type: type[Exception], match: str | None = None) -> Iterator[N
     assert type(info.value) is error_type
 
 
-def remembering(tmp_path: Path, mode: TLSStart, *, user: str = "ann") -> Guard:
+def remembering(tmp_path: Path, mode: Security, *, user: str = "ann") -> Guard:
+    """A guard given the memory snapshot a session takes before its dialogue."""
     memory = TLSMemory(tmp_path / "memory.json")
-    memory.record(Account(user, "smtp.example.test", 587), mode="starttls", tls_version="TLSv1.3")
-    return guard(mode, Policy(memory=memory), user=user)
+    account = Account(user, "smtp.example.test", 587)
+    memory.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3")
+    return guard(mode, Policy(memory=memory), remembered=memory.requires_tls(account))
+
+
+def only(finding_list: list[Finding]) -> Finding:
+    (finding,) = finding_list
+    return finding
 
 
 STARTTLS_OFFERED = Extensions({"STARTTLS": (), "AUTH": ("PLAIN",)})
@@ -61,35 +71,32 @@ NO_STARTTLS = Extensions({"AUTH": ("PLAIN",)})
 # --------------------------------------------------------------------------- connect / greeting
 
 
-def test_account_key() -> None:
-    """TLS memory is keyed by user, host and the attempt's port."""
-    assert guard(user="ann").account == Account("ann", "smtp.example.test", 587)
-
-
 def test_before_connect_allows_plaintext_without_memory() -> None:
-    guard("none").before_connect()  # no error: nothing remembered
+    guard(Security.PLAINTEXT).before_connect()  # no error: nothing remembered
 
 
 def test_before_connect_refuses_plaintext_where_tls_was_seen__R_LIB_GUARD_1(
     tmp_path: Path,
 ) -> None:
-    with exactly(smtpsec.DowngradeError, match="forget"):
-        remembering(tmp_path, "none").before_connect()
+    with exactly(smtpsec.DowngradeError, match="remove the account from the TLS memory"):
+        remembering(tmp_path, Security.PLAINTEXT).before_connect()
 
 
 def test_before_connect_allows_tls_plans_with_memory(tmp_path: Path) -> None:
-    remembering(tmp_path, "starttls").before_connect()
+    remembering(tmp_path, Security.STARTTLS).before_connect()
 
 
 def test_before_connect_fails_closed_on_corrupt_memory__R_LIB_GUARD_2(tmp_path: Path) -> None:
-    """A corrupt store means "TLS required" for everyone."""
+    """A corrupt store means "TLS required" for everyone: the snapshot says so."""
     store = tmp_path / "memory.json"
     store.write_text("{not json", encoding="utf-8")
-    g = guard("none", Policy(memory=TLSMemory(store)))
+    memory = TLSMemory(store)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with exactly(smtpsec.DowngradeError):
-            g.before_connect()
+        remembered = memory.requires_tls(Account("", "smtp.example.test", 587))
+    g = guard(Security.PLAINTEXT, Policy(memory=memory), remembered=remembered)
+    with exactly(smtpsec.DowngradeError):
+        g.before_connect()
 
 
 def test_after_greeting_accepts_220() -> None:
@@ -119,54 +126,76 @@ def test_after_greeting_without_enhanced_status() -> None:
 
 
 def test_after_ehlo_inside_tls_never_starttls__R_3207_4_2_3() -> None:
-    assert guard("implicit").after_ehlo(STARTTLS_OFFERED, tls=True) is False
-    assert guard("starttls").after_ehlo(STARTTLS_OFFERED, tls=True) is False
+    assert guard(Security.IMPLICIT_TLS).after_ehlo(STARTTLS_OFFERED, tls=True) is False
+    assert guard(Security.STARTTLS).after_ehlo(STARTTLS_OFFERED, tls=True) is False
 
 
 def test_after_ehlo_implicit_without_tls_fails_closed__R_EAST_IMP_1() -> None:
     """An implicit-TLS attempt that reaches EHLO in cleartext never continues in cleartext."""
     with pytest.raises(smtpsec.TLSUnavailableError, match="handshake first"):
-        guard("implicit").after_ehlo(STARTTLS_OFFERED, tls=False)
+        guard(Security.IMPLICIT_TLS).after_ehlo(STARTTLS_OFFERED, tls=False)
 
 
 def test_after_ehlo_starttls_required() -> None:
-    assert guard("starttls").after_ehlo(STARTTLS_OFFERED, tls=False) is True
+    assert guard(Security.STARTTLS).after_ehlo(STARTTLS_OFFERED, tls=False) is True
 
 
 def test_after_ehlo_starttls_missing__R_3207_4_1() -> None:
     with pytest.raises(smtpsec.TLSUnavailableError, match="IMPLICIT_TLS"):
-        guard("starttls").after_ehlo(NO_STARTTLS, tls=False)
+        guard(Security.STARTTLS).after_ehlo(NO_STARTTLS, tls=False)
 
 
 def test_after_ehlo_starttls_keyword_is_case_insensitive() -> None:
-    assert guard("starttls").after_ehlo(Extensions({"starttls": ()}), tls=False) is True
+    assert guard(Security.STARTTLS).after_ehlo(Extensions({"starttls": ()}), tls=False) is True
 
 
 def test_after_ehlo_opportunistic_upgrades__R_8314_5_2_6() -> None:
+    g = guard(Security.OPPORTUNISTIC)
+    assert g.after_ehlo(STARTTLS_OFFERED, tls=False) is True
+    assert g.findings == []
+
+
+def test_after_ehlo_opportunistic_cleartext_is_a_finding__R_8314_5_2_3() -> None:
+    """The guard warns nobody itself: the finding is the facade's to emit."""
+    g = guard(Security.OPPORTUNISTIC)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert guard("opportunistic").after_ehlo(STARTTLS_OFFERED, tls=False) is True
-
-
-def test_after_ehlo_opportunistic_cleartext_warns__R_8314_5_2_3() -> None:
-    with pytest.warns(smtpsec.InsecureConfigurationWarning, match="AUTH is refused"):
-        assert guard("opportunistic").after_ehlo(NO_STARTTLS, tls=False) is False
+        assert g.after_ehlo(NO_STARTTLS, tls=False) is False
+    finding = only(g.take_findings())
+    assert finding.category is smtpsec.InsecureConfigurationWarning
+    assert "AUTH is refused" in finding.message
+    assert g.findings == []
 
 
 def test_after_ehlo_opportunistic_stripped_with_memory__R_LIB_GUARD_1(tmp_path: Path) -> None:
     with exactly(smtpsec.DowngradeError, match="stripping"):
-        remembering(tmp_path, "opportunistic").after_ehlo(NO_STARTTLS, tls=False)
+        remembering(tmp_path, Security.OPPORTUNISTIC).after_ehlo(NO_STARTTLS, tls=False)
 
 
 def test_after_ehlo_plaintext_signals_upgrade__R_8314_5_7() -> None:
-    with pytest.warns(smtpsec.UpgradeAvailableWarning, match="Security.STARTTLS"):
-        assert guard("none").after_ehlo(STARTTLS_OFFERED, tls=False) is False
+    g = guard(Security.PLAINTEXT)
+    assert g.after_ehlo(STARTTLS_OFFERED, tls=False) is False
+    finding = only(g.findings)
+    assert finding.category is smtpsec.UpgradeAvailableWarning
+    assert "Security.STARTTLS" in finding.message
 
 
 def test_after_ehlo_plaintext_without_starttls_is_quiet() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert guard("none").after_ehlo(NO_STARTTLS, tls=False) is False
+    g = guard(Security.PLAINTEXT)
+    assert g.after_ehlo(NO_STARTTLS, tls=False) is False
+    assert g.findings == []
+
+
+def test_fixes_are_worded_for_the_callers_api() -> None:
+    """One rule, three vocabularies: the drop-in's message names smtplib's API."""
+    from smtpsec._advice import CLI, DROP_IN
+
+    for advice, words in ((DROP_IN, "SMTP_SSL(host, 465"), (CLI, "--security implicit_tls")):
+        g = Guard(Policy(), Attempt(587, Security.STARTTLS), "h.example.test", advice=advice)
+        with pytest.raises(smtpsec.TLSUnavailableError) as info:
+            g.after_ehlo(NO_STARTTLS, tls=False)
+        assert words in str(info.value)
+        assert "Security." not in str(info.value)
 
 
 # --------------------------------------------------------------------------- STARTTLS / handshake
@@ -222,9 +251,9 @@ def test_after_handshake_no_certificate_with_pins() -> None:
 
 
 def test_before_auth_verified_tls_passes() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        guard().before_auth(tls())
+    g = guard()
+    g.before_auth(tls())
+    assert g.findings == []
 
 
 @pytest.mark.parametrize(
@@ -249,17 +278,19 @@ def test_before_auth_refuses_pinned_only__R_8314_5_3_3() -> None:
 @pytest.mark.parametrize("info", [None, tls(verified=False)], ids=["cleartext", "unverified"])
 def test_before_auth_explicit_opt_in_warns__R_8314_5_2_3(info: TLSInfo | None) -> None:
     g = guard(policy=Policy(allow_cleartext_auth=True))
-    with pytest.warns(smtpsec.InsecureConfigurationWarning, match="allow_cleartext_auth"):
-        g.before_auth(info)
+    g.before_auth(info)
+    finding = only(g.findings)
+    assert finding.category is smtpsec.InsecureConfigurationWarning
+    assert "allow_cleartext_auth" in finding.message
 
 
 def test_before_mail_without_memory_allows_anything() -> None:
-    guard("none").before_mail(None)
+    guard(Security.PLAINTEXT).before_mail(None)
     guard().before_mail(tls(verified=False))
 
 
 def test_before_mail_refuses_weaker_session__R_LIB_GUARD_1(tmp_path: Path) -> None:
-    g = remembering(tmp_path, "opportunistic")
+    g = remembering(tmp_path, Security.OPPORTUNISTIC)
     with exactly(smtpsec.DowngradeError):
         g.before_mail(None)
     with exactly(smtpsec.DowngradeError):
@@ -294,14 +325,6 @@ def test_confidential_never_below_tls12__R_8314_5_4() -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@pytest.mark.parametrize("tls_active", [False, True])
-def test_unexpected_reply_error(tls_active: bool) -> None:
-    error = unexpected(Reply(299, ("odd",)), "RSET", tls=tls_active)
-    assert isinstance(error, smtpsec.RemoteProtocolError)
-    assert "299" in str(error) and "RSET" in str(error)
-    assert ("unverified" in str(error)) is not tls_active
 
 
 def test_guard_is_frozen() -> None:

@@ -21,31 +21,31 @@ PIN = "sha256/" + "A" * 43 + "="
 
 #: (security, port) -> expected attempts; every Security × {None, 25, 465, 587, 2525}.
 PLAN_TABLE: dict[tuple[Security, int | None], tuple[Attempt, ...]] = {
-    (Security.AUTO, None): (Attempt(465, "implicit"), Attempt(587, "starttls")),
-    (Security.AUTO, 25): (Attempt(25, "starttls"),),
-    (Security.AUTO, 465): (Attempt(465, "implicit"),),
-    (Security.AUTO, 587): (Attempt(587, "starttls"),),
-    (Security.AUTO, 2525): (Attempt(2525, "starttls"),),
-    (Security.IMPLICIT_TLS, None): (Attempt(465, "implicit"),),
-    (Security.IMPLICIT_TLS, 25): (Attempt(25, "implicit"),),
-    (Security.IMPLICIT_TLS, 465): (Attempt(465, "implicit"),),
-    (Security.IMPLICIT_TLS, 587): (Attempt(587, "implicit"),),
-    (Security.IMPLICIT_TLS, 2525): (Attempt(2525, "implicit"),),
-    (Security.STARTTLS, None): (Attempt(587, "starttls"),),
-    (Security.STARTTLS, 25): (Attempt(25, "starttls"),),
-    (Security.STARTTLS, 465): (Attempt(465, "starttls"),),
-    (Security.STARTTLS, 587): (Attempt(587, "starttls"),),
-    (Security.STARTTLS, 2525): (Attempt(2525, "starttls"),),
-    (Security.OPPORTUNISTIC, None): (Attempt(587, "opportunistic"),),
-    (Security.OPPORTUNISTIC, 25): (Attempt(25, "opportunistic"),),
-    (Security.OPPORTUNISTIC, 465): (Attempt(465, "opportunistic"),),
-    (Security.OPPORTUNISTIC, 587): (Attempt(587, "opportunistic"),),
-    (Security.OPPORTUNISTIC, 2525): (Attempt(2525, "opportunistic"),),
-    (Security.PLAINTEXT, None): (Attempt(25, "none"),),
-    (Security.PLAINTEXT, 25): (Attempt(25, "none"),),
-    (Security.PLAINTEXT, 465): (Attempt(465, "none"),),
-    (Security.PLAINTEXT, 587): (Attempt(587, "none"),),
-    (Security.PLAINTEXT, 2525): (Attempt(2525, "none"),),
+    (Security.AUTO, None): (Attempt(465, Security.IMPLICIT_TLS), Attempt(587, Security.STARTTLS)),
+    (Security.AUTO, 25): (Attempt(25, Security.STARTTLS),),
+    (Security.AUTO, 465): (Attempt(465, Security.IMPLICIT_TLS),),
+    (Security.AUTO, 587): (Attempt(587, Security.STARTTLS),),
+    (Security.AUTO, 2525): (Attempt(2525, Security.STARTTLS),),
+    (Security.IMPLICIT_TLS, None): (Attempt(465, Security.IMPLICIT_TLS),),
+    (Security.IMPLICIT_TLS, 25): (Attempt(25, Security.IMPLICIT_TLS),),
+    (Security.IMPLICIT_TLS, 465): (Attempt(465, Security.IMPLICIT_TLS),),
+    (Security.IMPLICIT_TLS, 587): (Attempt(587, Security.IMPLICIT_TLS),),
+    (Security.IMPLICIT_TLS, 2525): (Attempt(2525, Security.IMPLICIT_TLS),),
+    (Security.STARTTLS, None): (Attempt(587, Security.STARTTLS),),
+    (Security.STARTTLS, 25): (Attempt(25, Security.STARTTLS),),
+    (Security.STARTTLS, 465): (Attempt(465, Security.STARTTLS),),
+    (Security.STARTTLS, 587): (Attempt(587, Security.STARTTLS),),
+    (Security.STARTTLS, 2525): (Attempt(2525, Security.STARTTLS),),
+    (Security.OPPORTUNISTIC, None): (Attempt(587, Security.OPPORTUNISTIC),),
+    (Security.OPPORTUNISTIC, 25): (Attempt(25, Security.OPPORTUNISTIC),),
+    (Security.OPPORTUNISTIC, 465): (Attempt(465, Security.OPPORTUNISTIC),),
+    (Security.OPPORTUNISTIC, 587): (Attempt(587, Security.OPPORTUNISTIC),),
+    (Security.OPPORTUNISTIC, 2525): (Attempt(2525, Security.OPPORTUNISTIC),),
+    (Security.PLAINTEXT, None): (Attempt(25, Security.PLAINTEXT),),
+    (Security.PLAINTEXT, 25): (Attempt(25, Security.PLAINTEXT),),
+    (Security.PLAINTEXT, 465): (Attempt(465, Security.PLAINTEXT),),
+    (Security.PLAINTEXT, 587): (Attempt(587, Security.PLAINTEXT),),
+    (Security.PLAINTEXT, 2525): (Attempt(2525, Security.PLAINTEXT),),
 }
 
 
@@ -70,13 +70,13 @@ def test_select_plan_table__R_LIB_PORT_1(
 def test_auto_never_plans_cleartext__R_EAST_NS_5(port: int | None) -> None:
     """AUTO never yields an opportunistic or plaintext attempt."""
     plan = select_plan("smtp.example.test", port, Security.AUTO)
-    assert all(a.tls in ("implicit", "starttls") for a in plan.attempts)
+    assert all(a.tls in (Security.IMPLICIT_TLS, Security.STARTTLS) for a in plan.attempts)
 
 
 def test_auto_prefers_implicit_tls__R_8314_A_1() -> None:
     """With no port, implicit TLS on 465 comes first (RFC 8314 §3.3, App. A)."""
     plan = select_plan("smtp.example.test", None, Security.AUTO)
-    assert plan.attempts[0] == Attempt(465, "implicit")
+    assert plan.attempts[0] == Attempt(465, Security.IMPLICIT_TLS)
     assert "465" in plan.reason and "587" in plan.reason
 
 

@@ -20,7 +20,7 @@ PIN = "sha256/" + "D" * 43 + "="
 def report(**changes: object) -> SecurityReport:
     base = SecurityReport(
         security=Security.AUTO,
-        mode="implicit_tls",
+        mode=Security.IMPLICIT_TLS,
         reason="port 465 is 'submissions'",
         host="smtp.example.test",
         port=465,
@@ -38,7 +38,7 @@ def report(**changes: object) -> SecurityReport:
 
 def test_defaults_claim_nothing() -> None:
     """A bare report claims no TLS, no verification, no confidentiality."""
-    bare = SecurityReport(Security.PLAINTEXT, "plaintext", "asked for", "h", 25)
+    bare = SecurityReport(Security.PLAINTEXT, Security.PLAINTEXT, "asked for", "h", 25)
     assert (bare.tls_version, bare.cipher, bare.spki_pin) == (None, None, None)
     assert not bare.verified and not bare.pinned and not bare.confidential
     assert bare.authenticated_as is None and bare.mechanism is None
@@ -74,7 +74,7 @@ def test_plaintext_text_is_loud__R_8314_5_4() -> None:
     text = str(
         report(
             security=Security.PLAINTEXT,
-            mode="plaintext",
+            mode=Security.PLAINTEXT,
             tls_version=None,
             cipher=None,
             verified=False,
@@ -96,20 +96,20 @@ def test_report_is_frozen() -> None:
 @pytest.mark.parametrize(
     ("mode", "security", "expected"),
     [
-        ("implicit", Security.IMPLICIT_TLS, "implicit_tls"),
-        ("starttls", Security.STARTTLS, "starttls"),
-        ("starttls", Security.OPPORTUNISTIC, "starttls"),
+        (Security.IMPLICIT_TLS, Security.IMPLICIT_TLS, Security.IMPLICIT_TLS),
+        (Security.STARTTLS, Security.STARTTLS, Security.STARTTLS),
+        (Security.STARTTLS, Security.OPPORTUNISTIC, Security.STARTTLS),
     ],
 )
 def test_live_report_matches_the_session__R_8314_5_4(
-    kit: Kit, mode: str, security: Security, expected: str
+    kit: Kit, mode: Security, security: Security, expected: Security
 ) -> None:
     """A real session's report names the mode, the server, TLS facts and the key pin."""
-    srv = kit.server(mode)  # type: ignore[arg-type]
+    srv = kit.server(mode)
     with kit.connect(srv, security) as session:
         live = session.report
     capture = kit.finished(srv)
-    assert live.mode == expected
+    assert live.mode is expected
     assert live.security is security
     assert (live.host, live.port) == ("localhost", srv.port)
     assert live.tls_version == capture.tls_version
@@ -121,10 +121,10 @@ def test_live_report_matches_the_session__R_8314_5_4(
 
 
 def test_live_plaintext_report_is_not_confidential__R_8314_5_4(kit: Kit) -> None:
-    srv = kit.server("none")
+    srv = kit.server(Security.PLAINTEXT)
     with kit.connect(srv, Security.PLAINTEXT, username=None) as session:
         live = session.report
-    assert live.mode == "plaintext"
+    assert live.mode is Security.PLAINTEXT
     assert not live.confidential and not live.verified
     assert live.tls_version is None and live.spki_pin is None
     assert "loopback" in live.reason

@@ -25,7 +25,7 @@ from smtpsec.testing import LeafCert
 from smtpsec.tls import TLSInfo
 from smtpsec.transports import MemoryTransport, SocketTransport, Transport, open_socket
 from smtpsec.transports._memory import FAKE_TLS
-from smtpsec.transports._socket import _sni
+from smtpsec.transports._socket import sni as _sni
 
 # --------------------------------------------------------------------------- raw peers
 
@@ -193,7 +193,7 @@ def test_pending_plaintext_peeks_without_consuming() -> None:
 
 
 def test_start_tls_verified_session_and_close_notify__R_8314_3_4_1(kit: Kit) -> None:
-    srv = kit.server("implicit")
+    srv = kit.server(Security.IMPLICIT_TLS)
     plain = SocketTransport(open_socket("127.0.0.1", srv.port, timeout=2), peer="p")
     seen: list[bytes] = []
     tls = plain.start_tls(
@@ -215,7 +215,7 @@ def test_start_tls_verified_session_and_close_notify__R_8314_3_4_1(kit: Kit) -> 
 
 def test_start_tls_without_name_check_is_not_verified(kit: Kit) -> None:
     """Chain-only validation does not make a session "verified" (RFC 7817 needs the name)."""
-    srv = kit.server("implicit")
+    srv = kit.server(Security.IMPLICIT_TLS)
     ctx = kit.ca.client_context()
     ctx.check_hostname = False
     plain = SocketTransport(open_socket("127.0.0.1", srv.port, timeout=2), peer="p")
@@ -226,7 +226,7 @@ def test_start_tls_without_name_check_is_not_verified(kit: Kit) -> None:
 
 def test_start_tls_identity_callback_can_refuse(kit: Kit) -> None:
     """An identity check that raises aborts the session and closes the socket."""
-    srv = kit.server("implicit")
+    srv = kit.server(Security.IMPLICIT_TLS)
     ctx = kit.ca.client_context()
     ctx.check_hostname = False
 
@@ -241,18 +241,27 @@ def test_start_tls_identity_callback_can_refuse(kit: Kit) -> None:
 
 def test_start_tls_handshake_failure_is_ssl_error(kit: Kit) -> None:
     """Certificate failures surface as ssl errors for translate_ssl_error to type."""
-    srv = kit.server("implicit")
+    srv = kit.server(Security.IMPLICIT_TLS)
     plain = SocketTransport(open_socket("127.0.0.1", srv.port, timeout=2), peer="p")
     with pytest.raises(ssl.SSLCertVerificationError):
         plain.start_tls(ssl.create_default_context(), server_hostname="localhost", timeout=2)
 
 
 def test_start_tls_timeout_names_starttls(kit: Kit) -> None:
-    """A peer that never answers the ClientHello trips the handshake deadline."""
-    srv = kit.server("none", greeting=None)
+    """A peer that never answers the ClientHello trips the handshake deadline; the
+    transport says what happened, the engine adds what to do (see below)."""
+    srv = kit.server(Security.PLAINTEXT, greeting=None)
     plain = SocketTransport(open_socket("127.0.0.1", srv.port, timeout=2), peer="p")
-    with pytest.raises(smtpsec.TimeoutError, match="STARTTLS"):
+    with pytest.raises(smtpsec.TimeoutError, match="did not finish within 0.3s"):
         plain.start_tls(kit.ca.client_context(), server_hostname="localhost", timeout=0.3)
+
+
+def test_implicit_tls_to_a_silent_port_suggests_starttls(kit: Kit) -> None:
+    srv = kit.server(Security.PLAINTEXT, greeting=None)
+    with pytest.raises(smtpsec.TimeoutError, match=r"speaks STARTTLS, use Security\.STARTTLS"):
+        smtpsec.connect(
+            "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=kit.policy(), timeout=0.3
+        )
 
 
 def test_start_tls_reset_is_connect_error(smtpsec_ca: object) -> None:
@@ -368,7 +377,11 @@ def test_establish_over_memory_transport_starttls() -> None:
     assert upgraded.written[0] == b"EHLO [127.0.0.1]\r\n"
     assert upgraded.written[1].startswith(b"AUTH PLAIN ")
     report = session.report
-    assert (report.mode, report.tls_version, report.verified) == ("starttls", "TLSv1.3", True)
+    assert (report.mode, report.tls_version, report.verified) == (
+        Security.STARTTLS,
+        "TLSv1.3",
+        True,
+    )
     assert report.authenticated_as == "ann" and report.mechanism == "PLAIN"
     assert "PIPELINING" in session.extensions
     session.close()
@@ -381,7 +394,7 @@ def test_establish_over_memory_transport_implicit() -> None:
         after_tls=[b"220 mem ESMTP\r\n", b"250 mem.example.test\r\n", b"221 bye\r\n"]
     )
     with _establish(transport, Security.IMPLICIT_TLS, 465) as session:
-        assert session.report.mode == "implicit_tls"
+        assert session.report.mode is Security.IMPLICIT_TLS
         assert session.report.confidential
     assert transport.written == []  # not one plaintext byte
     assert transport.upgraded is not None

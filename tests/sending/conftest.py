@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import smtpsec
+from smtpsec import Security
 from smtpsec.testing import CA, SMTPServer
 
 Serve = Callable[..., SMTPServer]
@@ -31,7 +32,7 @@ def serve(smtpsec_server: Any) -> Serve:
     """Start a STARTTLS fake MSA (port-587 style); keywords are Script fields."""
 
     def start(**script: Any) -> SMTPServer:
-        return smtpsec_server("starttls", **script)  # type: ignore[no-any-return]
+        return smtpsec_server(Security.STARTTLS, **script)  # type: ignore[no-any-return]
 
     return start
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import smtpsec
+from smtpsec import Security
 
 IMPLICIT = smtpsec.Security.IMPLICIT_TLS
 
@@ -53,7 +54,7 @@ _SCENARIO = textwrap.dedent(
         return msg
 
     big = message("x" * 5000)
-    with SMTPServer(ca.issue("localhost"), tls="implicit", extensions=("SIZE 1000",
+    with SMTPServer(ca.issue("localhost"), tls=Security.IMPLICIT_TLS, extensions=("SIZE 1000",
             "PIPELINING", "8BITMIME")) as srv:
         with smtpsec.connect("localhost", srv.port, security=IMPLICIT, policy=policy) as session:
             for bad in (message(to=False), big):
@@ -111,7 +112,7 @@ def test_caller_bytearray_is_free_to_resize_after_a_refusal(
 ) -> None:
     """A message given as ``bytearray`` is not pinned by smtpsec after the call returns."""
     cafile = smtpsec_ca.write_cafile(tmp_path / "ca.pem")
-    srv = smtpsec_server("implicit", extensions=("SIZE 100", "PIPELINING"))
+    srv = smtpsec_server(Security.IMPLICIT_TLS, extensions=("SIZE 100", "PIPELINING"))
     buffer = bytearray(b"Subject: big\r\n\r\n" + b"b" * 500)
     with smtpsec.connect(
         "localhost", srv.port, security=IMPLICIT, policy=smtpsec.Policy(cafile=str(cafile))
@@ -133,7 +134,7 @@ def test_refused_email_messages_leave_no_export_behind(
 ) -> None:
     """``EmailMessage`` refusals (no recipients, over SIZE) leave nothing for the collector."""
     cafile = smtpsec_ca.write_cafile(tmp_path / "ca.pem")
-    srv = smtpsec_server("implicit", extensions=("SIZE 200", "PIPELINING"))
+    srv = smtpsec_server(Security.IMPLICIT_TLS, extensions=("SIZE 200", "PIPELINING"))
     no_rcpt = EmailMessage()
     no_rcpt["From"] = "ann@example.test"
     no_rcpt.set_content("no recipients")

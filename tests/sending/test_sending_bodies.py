@@ -321,7 +321,7 @@ def test_iterable_failing_mid_bdat_is_discarded_with_rset(serve: Any, connect: A
 
 
 def test_iterable_can_be_sent_once(serve: Any, connect: Any) -> None:
-    from smtpsec._message import prepare_message
+    from smtpsec._engine._message import prepare_message
 
     prepared = prepare_message(iter([b"x"]), **ENVELOPE)
     assert list(prepared.chunks()) == [b"x"]
@@ -563,7 +563,7 @@ def test_non_contiguous_buffer(serve: Any, connect: Any) -> None:
 
 
 def test_R_PY_18_serialised_bcc_is_caught() -> None:
-    from smtpsec._message import _render
+    from smtpsec._engine._message import _render
 
     msg = message()
     msg["Bcc"] = "x@example.test"  # _render runs after Bcc removal: here it must refuse
@@ -572,7 +572,7 @@ def test_R_PY_18_serialised_bcc_is_caught() -> None:
 
 
 def test_unserialisable_message() -> None:
-    from smtpsec._message import prepare_message
+    from smtpsec._engine._message import prepare_message
 
     msg = Message()
     msg["From"], msg["To"] = "ann@example.test", "bob@example.test"

@@ -12,8 +12,7 @@ import logging
 
 import pytest
 
-from smtpsec._io import run_sync
-from smtpsec._wire import Wire
+from smtpsec._engine import Wire, run_sync
 from smtpsec.errors import ConnectError, RemoteProtocolError
 from smtpsec.errors import TimeoutError as DeadlineError
 from smtpsec.sansio import ClientConnection, Command

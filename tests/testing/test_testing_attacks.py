@@ -13,6 +13,7 @@ import ssl
 
 import pytest
 
+from smtpsec import Security
 from smtpsec.testing import CA, Drip, Endless, LeafCert, LongLine, ServerSession, SMTPServer
 
 PASSWORD = "CANARY-PW-91d0"
@@ -33,7 +34,9 @@ def leaf(ca: CA) -> LeafCert:
 
 def test_strip_starttls_hides_it_and_refuses_it(leaf: LeafCert, raw) -> None:
     """R-3207-4-1 / R-EAST-NS-1 (EAST O_1): EHLO lacks STARTTLS, STARTTLS gets 502."""
-    with SMTPServer(leaf, tls="starttls", strip_starttls=True, pre_tls_auth=("PLAIN",)) as srv:
+    with SMTPServer(
+        leaf, tls=Security.STARTTLS, strip_starttls=True, pre_tls_auth=("PLAIN",)
+    ) as srv:
         client = raw(srv)
         client.reply()
         code, lines = client.cmd("EHLO c")
@@ -61,7 +64,7 @@ def test_starttls_reply_override(
     leaf: LeafCert, raw, reply: tuple[int, str] | bytes, closes: bool
 ) -> None:
     """R-3207-4-2 / R-EAST-NS-2 (EAST O_2..O_4): any STARTTLS reply, no TLS follows."""
-    with SMTPServer(leaf, tls="starttls", starttls_reply=reply) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, starttls_reply=reply) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")
@@ -82,7 +85,7 @@ def test_starttls_reply_override(
 def test_starttls_inject_arrives_with_the_220(leaf: LeafCert, ca: CA, raw) -> None:
     """R-EAST-BR-1 (EAST B_1 step 2): the injected EHLO reply is in the 220's segment."""
     inject = b"250-evil.example\r\n250 AUTH LOGIN\r\n"
-    with SMTPServer(leaf, tls="starttls", starttls_inject=inject) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, starttls_inject=inject) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")
@@ -98,7 +101,7 @@ def test_starttls_inject_arrives_with_the_220(leaf: LeafCert, ca: CA, raw) -> No
 
 def test_bytes_after_starttls_are_recorded_not_executed(leaf: LeafCert, raw) -> None:
     """R-3207-4-3 / R-EAST-BC-1: what follows STARTTLS in one write is evidence."""
-    with SMTPServer(leaf, tls="starttls") as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")
@@ -117,7 +120,7 @@ def test_starttls_no_handshake_keeps_talking_plaintext(
     leaf: LeafCert, raw, plaintext: bool | bytes
 ) -> None:
     """R-3207-4.1-1: after 220 the server writes plaintext instead of a ServerHello."""
-    with SMTPServer(leaf, tls="starttls", starttls_no_handshake=plaintext) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, starttls_no_handshake=plaintext) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")
@@ -132,7 +135,7 @@ def test_starttls_no_handshake_keeps_talking_plaintext(
 
 def test_post_tls_ehlo_silent(leaf: LeafCert, ca: CA, raw) -> None:
     """R-EAST-BR-2 (EAST B_1 step 1): the post-TLS EHLO is never answered."""
-    with SMTPServer(leaf, tls="starttls", post_tls_ehlo_silent=True) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, post_tls_ehlo_silent=True) as srv:
         client = raw(srv)
         client.reply()
         assert client.cmd("EHLO c")[0] == 250  # pre-TLS EHLO still answered
@@ -147,7 +150,7 @@ def test_pre_and_post_tls_reply_tables(leaf: LeafCert, ca: CA, raw) -> None:
     """R-3207-4.2-2 / R-LIB-HELO-1: EHLO 500 (post-TLS only) and a HELO fallback bait."""
     with SMTPServer(
         leaf,
-        tls="starttls",
+        tls=Security.STARTTLS,
         post_tls_replies={"ehlo": (500, "5.5.1 no EHLO here")},
         pre_tls_replies={"helo": (250, "sure, plaintext it is")},
         replies={"NOOP": (250, "everywhere"), "RSET": None},
@@ -168,7 +171,7 @@ def test_pre_and_post_tls_reply_tables(leaf: LeafCert, ca: CA, raw) -> None:
 def test_pre_tls_auth_bait_and_canary_detection(leaf: LeafCert, raw) -> None:
     """R-EAST-NS-4: AUTH offered in cleartext; a client that bites leaks the canary."""
     with SMTPServer(
-        leaf, tls="starttls", pre_tls_auth=("PLAIN", "LOGIN"), users={"ann": PASSWORD}
+        leaf, tls=Security.STARTTLS, pre_tls_auth=("PLAIN", "LOGIN"), users={"ann": PASSWORD}
     ) as srv:
         client = raw(srv)
         client.reply()
@@ -186,7 +189,7 @@ def test_explicit_pre_tls_extensions(leaf: LeafCert, ca: CA, raw) -> None:
     """R-3207-4.2-1: different capability lists before and after TLS."""
     with SMTPServer(
         leaf,
-        tls="starttls",
+        tls=Security.STARTTLS,
         pre_tls_extensions=("AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2", "SIZE 1", "CHUNKING"),
         extensions=("SIZE 0",),
         auth_mechanisms=("SCRAM-SHA-256", "PLAIN"),
@@ -366,7 +369,7 @@ def test_greeting_421_closes(leaf: LeafCert, ca: CA, raw) -> None:
 
 def test_silent_server_records_but_never_answers(leaf: LeafCert, raw) -> None:
     """R-5321-4.5.3.2-1: a server silent after accept."""
-    with SMTPServer(tls="none", greeting=None) as srv:
+    with SMTPServer(tls=Security.PLAINTEXT, greeting=None) as srv:
         client = raw(srv)
         client.send(b"EHLO impatient\r\n")
         client.sock.shutdown(socket.SHUT_WR)
@@ -379,7 +382,7 @@ def test_silent_server_records_but_never_answers(leaf: LeafCert, raw) -> None:
 def test_drip_sends_one_byte_at_a_time(raw) -> None:
     """R-5321-4.5.3.2-1: a byte-dribbling greeting needs many reads."""
     data = b"220 slow\r\n"
-    with SMTPServer(tls="none", drip=(data, 0.02)) as srv:
+    with SMTPServer(tls=Security.PLAINTEXT, drip=(data, 0.02)) as srv:
         client = raw(srv)
         reads = []
         while sum(map(len, reads)) < len(data):
@@ -391,7 +394,9 @@ def test_drip_sends_one_byte_at_a_time(raw) -> None:
 
 
 def test_drip_is_interrupted_by_stop(raw) -> None:
-    srv = SMTPServer(tls="none", greeting=Drip(b"220 " + b"x" * 1000 + b"\r\n", 60.0)).start()
+    srv = SMTPServer(
+        tls=Security.PLAINTEXT, greeting=Drip(b"220 " + b"x" * 1000 + b"\r\n", 60.0)
+    ).start()
     client = raw(srv)
     assert client.recv_some() == b"2"
     srv.stop()
@@ -401,7 +406,7 @@ def test_drip_is_interrupted_by_stop(raw) -> None:
 
 def test_endless_greeting_stops_when_the_client_leaves(raw) -> None:
     """R-5321-4.5.3.1-2: stream 220-x lines until the client disconnects."""
-    with SMTPServer(tls="none", endless_multiline=True) as srv:
+    with SMTPServer(tls=Security.PLAINTEXT, endless_multiline=True) as srv:
         client = raw(srv)
         received = b""
         while len(received) < 200_000:
@@ -430,7 +435,7 @@ def test_endless_reply_respects_its_byte_cap(leaf: LeafCert, ca: CA, raw) -> Non
 
 
 def test_long_line_has_no_line_ending(raw) -> None:
-    with SMTPServer(tls="none", long_line=200_000) as srv:
+    with SMTPServer(tls=Security.PLAINTEXT, long_line=200_000) as srv:
         client = raw(srv)
         received = b""
         while len(received) < 200_000:
@@ -441,13 +446,13 @@ def test_long_line_has_no_line_ending(raw) -> None:
 
 
 def test_long_line_shorter_than_prefix(raw) -> None:
-    with SMTPServer(tls="none", greeting=LongLine(2)) as srv:
+    with SMTPServer(tls=Security.PLAINTEXT, greeting=LongLine(2)) as srv:
         client = raw(srv)
         assert client.recv_some() == b"25"
 
 
 def test_overlong_command_line_is_refused_and_closed(raw) -> None:
-    with SMTPServer(tls="none") as srv:
+    with SMTPServer(tls=Security.PLAINTEXT) as srv:
         client = raw(srv)
         client.reply()
         client.send(b"NOOP " + b"a" * 70_000)
@@ -456,7 +461,7 @@ def test_overlong_command_line_is_refused_and_closed(raw) -> None:
 
 
 def test_overlong_data_line_closes(raw) -> None:
-    with SMTPServer(tls="none") as srv:
+    with SMTPServer(tls=Security.PLAINTEXT) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from smtpsec import Security
 from smtpsec.testing import CA, SRV_NAME_OID, LeafCert, SMTPServer
 
 # OpenSSL X509_V_ERR_* codes (stable across 1.1 and 3.x).
@@ -37,7 +38,7 @@ def handshake(
     leaf: LeafCert, ctx: ssl.SSLContext, server_hostname: str | None = "localhost"
 ) -> tuple[str | None, bytes]:
     """Serve ``leaf`` on an implicit-TLS server; return (version, peer DER) or raise."""
-    with SMTPServer(leaf, tls="implicit") as srv:
+    with SMTPServer(leaf, tls=Security.IMPLICIT_TLS) as srv:
         import socket
 
         with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
@@ -271,7 +272,7 @@ def test_server_context_pins_tls_versions(
     """R-8314-5-5: 1.2-only handshakes at 1.2, 1.3-only at 1.3."""
     leaf = ca.issue("localhost")
     ctx = leaf.server_context(min_version=minimum, max_version=maximum)
-    with SMTPServer(ctx, tls="implicit") as srv:
+    with SMTPServer(ctx, tls=Security.IMPLICIT_TLS) as srv:
         import socket
 
         with socket.create_connection((srv.host, srv.port), timeout=10) as sock:

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from smtpsec import Security
 from smtpsec.testing import CA, LeafCert, SMTPServer
 
 pytest_plugins = ["pytester"]
@@ -18,7 +19,7 @@ def test_fixtures_give_a_working_ca_cert_and_server(
     smtpsec_ca: CA, smtpsec_cert: LeafCert, smtpsec_client_context: ssl.SSLContext, smtpsec_server
 ) -> None:
     assert smtpsec_cert.issuer_pem == smtpsec_ca.cert_pem
-    srv = smtpsec_server("starttls", users={"ann": "pw"})
+    srv = smtpsec_server(Security.STARTTLS, users={"ann": "pw"})
     assert isinstance(srv, SMTPServer)
     assert srv.cert is smtpsec_cert
     with smtplib.SMTP("localhost", srv.port) as client:
@@ -34,7 +35,7 @@ def test_factory_accepts_another_cert_and_stops_servers(smtpsec_server, smtpsec_
     srv = smtpsec_server(cert=expired)
     with pytest.raises(ssl.SSLCertVerificationError):
         smtplib.SMTP_SSL("localhost", srv.port, context=smtpsec_ca.client_context(), timeout=10)
-    plain = smtpsec_server("none")
+    plain = smtpsec_server(Security.PLAINTEXT)
     assert plain.ssl_context is None
 
 
@@ -67,14 +68,14 @@ def test_teardown_stops_servers_and_reports_hook_errors(pytester: pytest.Pyteste
             raise RuntimeError("hook exploded")
 
         def test_uses_server(smtpsec_server):
-            srv = smtpsec_server("none", on_command=boom)
+            srv = smtpsec_server(Security.PLAINTEXT, on_command=boom)
             with socket.create_connection((srv.host, srv.port)) as sock:
                 sock.recv(100)
                 sock.sendall(b"NOOP\\r\\n")
                 assert sock.recv(100) == b""
 
         def test_clean(smtpsec_server):
-            srv = smtpsec_server("none")
+            srv = smtpsec_server(Security.PLAINTEXT)
             assert srv.port
         """
     )

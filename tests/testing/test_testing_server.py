@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+from smtpsec import Security
 from smtpsec.testing import (
     CA,
     DEFAULT_EXTENSIONS,
@@ -69,7 +70,7 @@ def test_implicit_tls_submission_with_smtplib(leaf: LeafCert, ca: CA) -> None:
 
 def test_starttls_submission_splits_the_capture(leaf: LeafCert, ca: CA) -> None:
     """R-8314-5.2-4: before TLS only EHLO and STARTTLS; the canary travels only inside."""
-    with SMTPServer(leaf, tls="starttls", users={"ann": PASSWORD}) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, users={"ann": PASSWORD}) as srv:
         with smtplib.SMTP("localhost", srv.port) as client:
             code, caps = client.ehlo()
             assert code == 250
@@ -96,7 +97,7 @@ def test_starttls_submission_splits_the_capture(leaf: LeafCert, ca: CA) -> None:
 
 
 def test_plaintext_submission(leaf: LeafCert) -> None:
-    with SMTPServer(tls="none", users={"ann": PASSWORD}) as srv:
+    with SMTPServer(tls=Security.PLAINTEXT, users={"ann": PASSWORD}) as srv:
         assert srv.ssl_context is None
         with smtplib.SMTP(srv.host, srv.port) as client:
             client.ehlo()
@@ -145,7 +146,7 @@ def test_auth_plain_failure_is_535(leaf: LeafCert, ca: CA) -> None:
 
 def test_verifying_client_rejects_plaintext_on_an_implicit_port(leaf: LeafCert, ca: CA) -> None:
     """R-8314-3.3-1: a plaintext greeting where TLS is expected fails the handshake."""
-    with SMTPServer(tls="none") as srv:
+    with SMTPServer(tls=Security.PLAINTEXT) as srv:
         with pytest.raises(ssl.SSLError):
             smtplib.SMTP_SSL("localhost", srv.port, context=ca.client_context(), timeout=10)
         (capture,) = srv.wait_for_connections(1)
@@ -160,7 +161,7 @@ def test_default_server_builds_its_own_ca() -> None:
         with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=srv.client_context()) as client:
             assert client.noop()[0] == 250
         assert "implicit" in repr(srv)
-    assert "unbound" in repr(SMTPServer(tls="none"))
+    assert "unbound" in repr(SMTPServer(tls=Security.PLAINTEXT))
 
 
 def test_ehlo_advertises_the_default_msa_extensions(leaf: LeafCert, ca: CA, raw) -> None:
@@ -320,7 +321,7 @@ def test_max_recipients_answers_452(leaf: LeafCert, ca: CA, raw) -> None:
 
 
 def test_require_auth_and_require_tls(leaf: LeafCert, ca: CA, raw) -> None:
-    with SMTPServer(leaf, tls="starttls", require_auth=True, users={"ann": PASSWORD}) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, require_auth=True, users={"ann": PASSWORD}) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")
@@ -332,13 +333,13 @@ def test_require_auth_and_require_tls(leaf: LeafCert, ca: CA, raw) -> None:
         client.cmd("EHLO c")
         assert client.cmd("MAIL FROM:<a@example.test>") == (530, ["5.7.0 Authentication required"])
         assert client.cmd("STARTTLS")[0] == 554  # TLS already active
-    with SMTPServer(leaf, tls="starttls", require_tls=False) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, require_tls=False) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")
         assert client.cmd("AUTH PLAIN")[0] == 504  # not advertised before TLS
         assert client.cmd("MAIL FROM:<a@example.test>")[0] == 250
-    with SMTPServer(leaf, tls="starttls", pre_tls_auth=("PLAIN",)) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, pre_tls_auth=("PLAIN",)) as srv:
         client = raw(srv)
         client.reply()
         client.cmd("EHLO c")
@@ -352,7 +353,7 @@ def test_starttls_refused_on_implicit_and_plain_servers(leaf: LeafCert, ca: CA, 
         client = raw(srv, tls=ca.client_context())
         client.reply()
         assert client.cmd("STARTTLS")[0] == 554
-    with SMTPServer(tls="none") as srv:
+    with SMTPServer(tls=Security.PLAINTEXT) as srv:
         client = raw(srv)
         client.reply()
         assert client.cmd("STARTTLS")[0] == 502
@@ -465,7 +466,7 @@ def test_tls10_only_server_is_best_effort(ca: CA) -> None:
 
 def test_stop_returns_with_clients_still_connected(leaf: LeafCert, ca: CA, raw) -> None:
     """Blocked in recv, in a TLS handshake and in a write: stop() ends them all."""
-    srv = SMTPServer(leaf, tls="starttls", timeout=600, replies={"NOOP": Endless()}).start()
+    srv = SMTPServer(leaf, tls=Security.STARTTLS, timeout=600, replies={"NOOP": Endless()}).start()
     idle = raw(srv)
     assert idle.reply()[0] == 220  # the server now waits for a command
     mid_tls = raw(srv)
@@ -486,7 +487,7 @@ def test_stop_returns_with_clients_still_connected(leaf: LeafCert, ca: CA, raw) 
 
 
 def test_address_before_start_is_an_error() -> None:
-    srv = SMTPServer(tls="none")
+    srv = SMTPServer(tls=Security.PLAINTEXT)
     with pytest.raises(RuntimeError, match="not started"):
         _ = srv.port
     srv.stop()  # stopping a never-started server is a no-op
@@ -498,7 +499,7 @@ def test_ipv6_loopback(leaf: LeafCert) -> None:
     if not socket.has_ipv6:  # pragma: no cover - IPv6-less hosts
         pytest.skip("no IPv6")
     try:
-        srv = SMTPServer(tls="none", host="::1").start()
+        srv = SMTPServer(tls=Security.PLAINTEXT, host="::1").start()
     except OSError:  # pragma: no cover - ::1 not configured
         pytest.skip("::1 not available")
     with srv, smtplib.SMTP("::1", srv.port) as client:
@@ -507,7 +508,7 @@ def test_ipv6_loopback(leaf: LeafCert) -> None:
 
 
 def test_wait_for_connections_times_out_with_a_hint() -> None:
-    with SMTPServer(tls="none") as srv, pytest.raises(TimeoutError, match="port"):
+    with SMTPServer(tls=Security.PLAINTEXT) as srv, pytest.raises(TimeoutError, match="port"):
         srv.wait_for_connections(1, timeout=0.1)
 
 
@@ -515,16 +516,16 @@ def test_unknown_mode_and_unknown_option_fail_clearly() -> None:
     with pytest.raises(ValueError, match="tls must be one of"):
         SMTPServer(tls="ssl")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        SMTPServer(tls="none", no_such_option=True)
+        SMTPServer(tls=Security.PLAINTEXT, no_such_option=True)
 
 
 def test_script_object_and_overrides_compose() -> None:
     base = Script(hostname="mx.example.test", users={"ann": "pw"})
-    srv = SMTPServer(tls="none", script=base, require_auth=True)
+    srv = SMTPServer(tls=Security.PLAINTEXT, script=base, require_auth=True)
     assert srv.script.hostname == "mx.example.test"
     assert srv.script.require_auth
     assert Behaviour is Script
-    assert SMTPServer(tls="none", script=base).script is base
+    assert SMTPServer(tls=Security.PLAINTEXT, script=base).script is base
 
 
 def test_format_reply_multiline() -> None:
@@ -533,7 +534,7 @@ def test_format_reply_multiline() -> None:
 
 
 def test_concurrent_connections_are_captured_in_accept_order(leaf: LeafCert) -> None:
-    with SMTPServer(tls="none") as srv:
+    with SMTPServer(tls=Security.PLAINTEXT) as srv:
         barrier = threading.Barrier(4)
 
         def one(i: int) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import dns.resolver
 from typing_extensions import assert_type
 
+from smtpsec import Security
 from smtpsec.discovery import Endpoint, EndpointSecurity, SRVService, discover
 from smtpsec.identity import ReferenceIdentity, check_certificate_identity, normalize_dns_name
-from smtpsec.memory import Account, Expectation, TLSMemory, TLSMode
+from smtpsec.memory import Account, Expectation, TLSMemory
 
 
 def _check_types() -> None:  # pragma: no cover - never executed, type-checked only
@@ -53,13 +54,13 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
     account = Account(user="ann", host="smtp.example.test", port=465)
     assert_type(memory.expectation(account), Expectation | None)
     assert_type(memory.requires_tls(account), bool)
-    assert_type(memory.record(account, mode="starttls", tls_version="TLSv1.3"), None)
+    assert_type(memory.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3"), None)
     assert_type(memory.forget(account), bool)
     assert_type(memory.accounts(), list[Account])
     assert_type(memory.corrupt, str | None)
     assert_type(memory.path, Path)
     expectation = memory.expectation(account)
     if expectation is not None:
-        assert_type(expectation.mode, TLSMode)
+        assert_type(expectation.mode, Security)
         assert_type(expectation.tls_version, str)
         assert_type(expectation.first_seen, str)

@@ -1,4 +1,4 @@
-"""asyncio API on the same core: same policy, guard, errors, report and pipelining.
+"""asyncio API on the same engine: same policy, guard, errors, report and pipelining.
 
 ::
 
@@ -8,16 +8,15 @@
         await s.send(message)
         print(s.report)
 
-The dialogue code is shared with the blocking client (it is written once as
-generators of I/O requests, see :mod:`smtpsec._io`); this package adds an
-asyncio transport, the awaiting driver, and a connection :class:`Pool`.
+The dialogue is written once as generators of typed I/O requests and driven
+here awaited (and blocking by :mod:`smtpsec.client`); this package adds the
+awaiting facade and a connection :class:`Pool`. The asyncio transport is
+:class:`smtpsec.transports.AsyncTransport`.
 """
 
 from __future__ import annotations
 
-from ..client import Outgoing
 from ._pool import Pool
 from ._session import AsyncSession, Connecting, connect, send
-from ._transport import AsyncTransport
 
-__all__ = ["AsyncSession", "AsyncTransport", "Connecting", "Outgoing", "Pool", "connect", "send"]
+__all__ = ["AsyncSession", "Connecting", "Pool", "connect", "send"]

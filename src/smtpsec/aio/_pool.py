@@ -7,14 +7,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
-from .._message import MessageInput
-from .._sending import SendOptions, SendResult
-from ..client import Outgoing
+from typing_extensions import Unpack
+
+from .._engine import Recipe
 from ..errors import ConnectError, PolicyError, ReplyError, SMTPSecError
 from ..errors import TimeoutError as DeadlineError
-from ._session import AsyncSession, connect
+from ..options import ConnectOptions
+from ..sending import MessageInput, Outgoing, SendOptions, SendResult
+from ._session import AsyncSession, Connecting
 
 __all__ = ["Pool"]
 
@@ -42,10 +43,12 @@ class Pool:
         size: most connections open at once.
         health_check_after: idle seconds after which a NOOP checks a session.
         max_idle: idle seconds after which a session is closed instead of reused.
-        **connect_args: everything else :func:`smtpsec.aio.connect` takes.
+        **options: the :class:`~smtpsec.ConnectOptions` every connection uses,
+            checked here, before any connection is made.
 
     Raises:
-        PolicyError: ``size`` is less than 1.
+        TypeError: an option that does not exist (a typo).
+        PolicyError: ``size`` is less than 1, or an option cannot work.
     """
 
     def __init__(
@@ -56,13 +59,11 @@ class Pool:
         size: int = 4,
         health_check_after: float = 30.0,
         max_idle: float = 240.0,
-        **connect_args: Any,
+        **options: Unpack[ConnectOptions],
     ) -> None:
         if size < 1:
             raise PolicyError(f"Pool(size={size}): a pool needs at least one connection")
-        self._host = host
-        self._port = port
-        self._connect_args = connect_args
+        self._recipe = Recipe.prepare(host, port, options, where="Pool")
         self._limit = size
         self._health_check_after = health_check_after
         self._max_idle = max_idle
@@ -135,7 +136,7 @@ class Pool:
     async def _connect(self) -> AsyncSession | None:
         """Open a session in a slot already counted; ``None``: refused with 421, wait."""
         try:
-            return await connect(self._host, self._port, **self._connect_args)
+            return await Connecting(self._recipe)
         except BaseException as exc:
             self._open -= 1
             # RFC 5321 §3.8 / "too many connections" while others are open:

@@ -1,28 +1,29 @@
-"""AsyncSession, connect() and send(): the blocking API's asyncio twins."""
+"""AsyncSession, connect() and send(): the blocking API's asyncio twins.
+
+The same engine steps as :mod:`smtpsec.client`, awaited: same checks, errors,
+report and pipelining. File I/O (the TLS memory) and CPU-heavy steps (SCRAM's
+PBKDF2) run in a thread, never on the event loop.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import Any
 
-from .._establish import Recipe
-from .._io import run_async
-from .._message import MessageInput
-from .._sending import SendOptions, SendResult
-from ..client import Outgoing, SessionCore, TokenSource, _single
+from typing_extensions import Unpack
+
+from .._engine import Recipe, SessionState, connect_steps, emit, run_async, single
 from ..discovery import Endpoint
-from ..errors import ConnectError, SMTPSecError
-from ..errors import TimeoutError as DeadlineError
-from ..policy import Policy, Security
+from ..errors import SMTPSecError
+from ..options import ConnectOptions
 from ..sansio import Reply
-from ._transport import open_connection
+from ..sending import MessageInput, Outgoing, SendOptions, SendResult
 
 __all__ = ["AsyncSession", "Connecting", "connect", "send"]
 
 
-class AsyncSession(SessionCore):
+class AsyncSession(SessionState):
     """An open, checked session for asyncio code. Create it with :func:`connect`.
 
     The blocking :class:`smtpsec.Session` with coroutines: the same checks,
@@ -58,7 +59,7 @@ class AsyncSession(SessionCore):
             The :class:`~smtpsec.SendResult`; refused recipients are in ``result.refused``.
         """
         item = Outgoing(message, sender, recipients)
-        return _single(await run_async(self._send_steps([item], options)))
+        return single(await run_async(self._send_steps([item], options)))
 
     async def send_many(
         self,
@@ -80,11 +81,7 @@ class AsyncSession(SessionCore):
         cancelled while waiting, the session is closed: a reply still in
         flight would otherwise be taken as the answer to the next command.
         """
-        try:
-            return await run_async(self._noop_steps())
-        except BaseException:
-            await self._abandon()
-            raise
+        return await run_async(self._noop_steps())
 
     async def check_idle(self) -> None:
         """Raise if the server dropped this idle connection or sent unsolicited data.
@@ -96,11 +93,7 @@ class AsyncSession(SessionCore):
             ConnectError: the server closed the connection (EOF, or ``421``).
             RemoteProtocolError: the server sent data nobody asked for.
         """
-        try:
-            await run_async(self._wire.check_idle())
-        except SMTPSecError:
-            await self._abandon()
-            raise
+        await run_async(self._check_idle_steps())
 
     async def close(self) -> None:
         """Send QUIT, wait briefly for 221, close TLS cleanly (close_notify).
@@ -115,9 +108,7 @@ class AsyncSession(SessionCore):
 
     async def _abandon(self) -> None:
         """Close the connection without QUIT (a reply may still be due)."""
-        self._closed = True
-        with contextlib.suppress(OSError):
-            await run_async(self._wire.close())
+        await run_async(self._abandon_steps())
 
 
 class Connecting:
@@ -128,23 +119,18 @@ class Connecting:
         self._session: AsyncSession | None = None
 
     def __await__(self) -> Generator[Any, None, AsyncSession]:
-        return self._open().__await__()
+        return self._open(stacklevel=2).__await__()
 
-    async def _open(self) -> AsyncSession:
+    async def _open(self, *, stacklevel: int) -> AsyncSession:
         recipe = self._recipe
-        failures: list[str] = []
-        for attempt in recipe.plan.attempts:
-            guard = recipe.guard(attempt)
-            try:
-                transport = await open_connection(recipe.host, attempt.port, timeout=recipe.timeout)
-            except (ConnectError, DeadlineError) as exc:
-                recipe.unreachable(attempt, exc, failures)  # raises on the last attempt
-                continue
-            return AsyncSession(await run_async(recipe.establish(transport, attempt, guard)))
-        raise AssertionError("unreachable: a plan has at least one attempt")  # pragma: no cover
+        try:
+            return AsyncSession(await run_async(connect_steps(recipe)))
+        finally:
+            # Warnings point at the caller's ``await`` / ``async with`` line.
+            emit(recipe.findings, stacklevel=stacklevel)
 
     async def __aenter__(self) -> AsyncSession:
-        self._session = await self._open()
+        self._session = await self._open(stacklevel=3)
         return self._session
 
     async def __aexit__(
@@ -159,39 +145,15 @@ class Connecting:
 
 
 def connect(
-    host: str | Endpoint,
-    port: int | None = None,
-    *,
-    security: Security = Security.AUTO,
-    username: str | None = None,
-    password: str | None = None,
-    auth: str | None = None,
-    token: TokenSource | None = None,
-    policy: Policy | None = None,
-    timeout: float = 30.0,
-    local_hostname: str | None = None,
-    confirmed_target: bool = False,
+    host: str | Endpoint, port: int | None = None, **options: Unpack[ConnectOptions]
 ) -> Connecting:
     """Open a secure submission session without blocking the event loop.
 
-    Same arguments, rules and errors as :func:`smtpsec.connect`. Cancelling the
-    task closes the connection (no half-open TLS session is left behind).
+    Same arguments (:class:`~smtpsec.ConnectOptions`), rules and errors as
+    :func:`smtpsec.connect`. Cancelling the task closes the connection (no
+    half-open TLS session is left behind).
     """
-    return Connecting(
-        Recipe.prepare(
-            host,
-            port,
-            security=security,
-            username=username,
-            password=password,
-            auth=auth,
-            token=token,
-            policy=policy,
-            timeout=timeout,
-            local_hostname=local_hostname,
-            confirmed_target=confirmed_target,
-        )
-    )
+    return Connecting(Recipe.prepare(host, port, options, where="connect"))
 
 
 async def send(
@@ -199,31 +161,12 @@ async def send(
     *,
     host: str | Endpoint,
     port: int | None = None,
-    security: Security = Security.AUTO,
-    username: str | None = None,
-    password: str | None = None,
-    auth: str | None = None,
-    token: TokenSource | None = None,
-    policy: Policy | None = None,
-    timeout: float = 30.0,
-    local_hostname: str | None = None,
-    confirmed_target: bool = False,
     sender: str | None = None,
     recipients: Iterable[str] | None = None,
     options: SendOptions | None = None,
+    **connect_options: Unpack[ConnectOptions],
 ) -> SendResult:
     """Connect, send one message, close; see :func:`smtpsec.send`."""
-    async with connect(
-        host,
-        port,
-        security=security,
-        username=username,
-        password=password,
-        auth=auth,
-        token=token,
-        policy=policy,
-        timeout=timeout,
-        local_hostname=local_hostname,
-        confirmed_target=confirmed_target,
-    ) as session:
+    recipe = Recipe.prepare(host, port, connect_options, where="send")
+    async with Connecting(recipe) as session:
         return await session.send(message, sender=sender, recipients=recipients, options=options)

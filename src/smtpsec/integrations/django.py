@@ -24,11 +24,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import sanitize_address
 
-from .._message import envelope_from_headers
-from .._sending import SendResult
+from .._engine import envelope_from_headers
 from ..client import Session, connect
 from ..errors import SMTPSecError
 from ..policy import Policy, Security
+from ..sending import SendResult
 
 __all__ = ["DEFAULT_TIMEOUT", "EmailBackend"]
 

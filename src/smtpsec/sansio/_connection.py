@@ -3,11 +3,14 @@
 ``ClientConnection`` is I/O-free (h11's model): :meth:`ClientConnection.send`
 validates a command against the state it *will* be in once everything already
 queued succeeds (so pipelined groups are expressible) and returns the bytes to
-write; :meth:`ClientConnection.receive_data` turns server bytes into
+write; :meth:`ClientConnection.receive_data` parses server bytes into
 :class:`Response` events, matched to commands purely by counting
-(R-2920-3.1-3), and moves the real state. Anything the table does not allow is
-a :class:`~smtpsec.errors.LocalProtocolError`; a reply nobody asked for is a
-:class:`~smtpsec.errors.RemoteProtocolError` (R-LIB-DESYNC-1).
+(R-2920-3.1-3), and moves the real state; :meth:`ClientConnection.next_response`
+hands them out in order. The connection is the one place that counts what is
+outstanding: commands not yet answered and answers not yet taken. Anything the
+table does not allow is a :class:`~smtpsec.errors.LocalProtocolError`; a reply
+nobody asked for is a :class:`~smtpsec.errors.RemoteProtocolError`
+(R-LIB-DESYNC-1).
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ class State(enum.Enum):
 
 #: Commands that may be sent in each state; the value is the state after success.
 _TABLE: Final[dict[State, dict[str, State]]] = {
-    State.NEED_EHLO: {"EHLO": State.READY, "HELO": State.READY},
+    State.NEED_EHLO: {"EHLO": State.READY, "HELO": State.READY, "LHLO": State.READY},
     State.READY: {
         "EHLO": State.READY,
+        "LHLO": State.READY,
         "STARTTLS": State.TLS_PENDING,
         "AUTH": State.READY,
         "MAIL": State.MAIL,
@@ -61,11 +65,25 @@ _TABLE: Final[dict[State, dict[str, State]]] = {
     },
 }
 
+#: Commands that change no state and may be sent whenever a command may
+#: (RFC 5321 §4.1.4); verbs the table does not know (extensions driven through
+#: the smtplib drop-in's ``docmd``) are treated the same way.
+_NEUTRAL: Final = frozenset({"NOOP", "VRFY", "EXPN", "HELP"})
+_COMMAND_STATES: Final = frozenset({State.NEED_EHLO, State.READY, State.MAIL, State.RCPT})
+
 #: Before TLS, a TLS-required connection may only say these (R-8314-5.2-4).
 _PRE_TLS_ALLOWED: Final = frozenset({"EHLO", "STARTTLS", "QUIT"})
 
 #: After these, RFC 2920 §3.1 says wait for the reply before sending more.
-_GROUP_ENDERS: Final = frozenset({"EHLO", "HELO", "DATA", "QUIT", "NOOP", "STARTTLS", "AUTH", ""})
+_GROUP_ENDERS: Final = frozenset(
+    {"EHLO", "HELO", "LHLO", "DATA", "QUIT", "NOOP", "STARTTLS", "AUTH", ""}
+)
+#: The verbs RFC 2920 lets a client pipeline (everything else ends a group too).
+_PIPELINABLE: Final = frozenset({"MAIL", "RCPT", "RSET", "BDAT"})
+#: Every verb the table gives a meaning to.
+_KNOWN: Final = frozenset(
+    {verb for moves in _TABLE.values() for verb in moves} | {"QUIT", "STARTTLS", "AUTH", ""}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +96,21 @@ class Response:
         reply: the server's reply.
         data_end: true for the reply to the end of a DATA body.
         tls: true when the reply arrived over TLS.
+        tag: what the caller attached when sending the command (opaque here).
     """
 
     command: Command | None
     reply: Reply
     data_end: bool = False
     tls: bool = False
+    tag: object = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
     command: Command | None
     data_end: bool = False
+    tag: object = None
 
 
 class ClientConnection:
@@ -114,6 +135,7 @@ class ClientConnection:
         self._state = State.GREETING
         self._projected = State.GREETING
         self._pending: deque[_Pending] = deque([_Pending(None)])
+        self._ready: deque[Response] = deque()
         self._tls_active = tls_active
         self._require_tls = require_tls
         self._extensions: Extensions | None = None
@@ -150,8 +172,18 @@ class ClientConnection:
 
     @property
     def awaiting(self) -> int:
-        """How many replies are still outstanding."""
+        """Replies still outstanding: not yet received, or received and not yet taken."""
+        return len(self._pending) + len(self._ready)
+
+    @property
+    def unanswered(self) -> int:
+        """Commands (and body terminators) sent whose replies have not arrived."""
         return len(self._pending)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing outstanding and nothing half-received: any byte now is unsolicited."""
+        return not self._pending and not self._ready and not self._parser.buffered
 
     @property
     def partial_reply(self) -> bytes:
@@ -165,14 +197,21 @@ class ClientConnection:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, command: Command) -> bytes:
+    def send(self, command: Command, *, tag: object = None) -> bytes:
         """Validate ``command`` against the projected state and encode it.
+
+        Args:
+            command: what to send.
+            tag: handed back on the :class:`Response` that answers it.
 
         Raises:
             LocalProtocolError: the command is not legal now.
             InvalidArgumentError: an argument cannot be sent safely.
         """
         verb = command.verb
+        # The arguments first: an unsafe one is the caller's real problem,
+        # whatever the state, and nothing changes before both checks pass.
+        data = encode_command(command)
         if self._projected is State.CLOSED or self._projected is State.TLS_PENDING:
             raise LocalProtocolError(
                 f"cannot send {verb or 'AUTH data'}: the connection is "
@@ -180,7 +219,7 @@ class ClientConnection:
             )
         if self._pending and self._pending[-1].command is not None:
             last = self._pending[-1].command.verb
-            if last in _GROUP_ENDERS:
+            if last in _GROUP_ENDERS or last not in _PIPELINABLE:
                 raise LocalProtocolError(
                     f"cannot queue {verb or 'AUTH data'} behind {last or 'AUTH data'}: "
                     "RFC 2920 requires waiting for that reply first"
@@ -202,16 +241,24 @@ class ClientConnection:
             nxt = self._lookup(self._projected, verb)
             if verb == "BDAT" and not _is_last_chunk(command):
                 nxt = State.RCPT
-        data = encode_command(command)
-        self._pending.append(_Pending(command))
+        self._pending.append(_Pending(command, tag=tag))
         self._projected = nxt
         return data
 
-    def end_data(self) -> None:
-        """Record that the body terminator was sent: one more reply is due."""
+    def end_data(self, *, tag: object = None, replies: int = 1) -> None:
+        """Record that the body terminator was sent.
+
+        Args:
+            tag: handed back on the response(s) to the terminator.
+            replies: how many replies the terminator gets: one for SMTP, one per
+                accepted recipient for LMTP (RFC 2033 §4.2).
+        """
         if self._state is not State.DATA:
             raise LocalProtocolError("no DATA body is open")
-        self._pending.append(_Pending(None, data_end=True))
+        if replies < 1:
+            raise LocalProtocolError("the end of a message body is answered at least once")
+        for _ in range(replies):
+            self._pending.append(_Pending(None, data_end=True, tag=tag))
         self._projected = State.READY
 
     def tls_started(self) -> None:
@@ -238,14 +285,18 @@ class ClientConnection:
         self._state = self._projected = State.NEED_EHLO
 
     def close(self) -> None:
-        """Mark the connection closed (transport gone)."""
+        """Mark the connection closed (transport gone); nothing more will arrive."""
         self._state = self._projected = State.CLOSED
         self._pending.clear()
+        self._ready.clear()
 
     # ------------------------------------------------------------------ receiving
 
-    def receive_data(self, data: bytes) -> list[Response]:
-        """Feed server bytes; return the responses they complete.
+    def receive_data(self, data: bytes) -> None:
+        """Feed server bytes; the responses they complete wait in :meth:`next_response`.
+
+        Parsing happens here, so a reply nobody asked for fails at once, not
+        when someone gets round to reading it.
 
         Raises:
             RemoteProtocolError: malformed reply, or a reply nobody asked for.
@@ -253,8 +304,7 @@ class ClientConnection:
         if self._state is State.TLS_PENDING:
             # Anything here is plaintext injected before the handshake.
             self._injected += data
-            return []
-        responses: list[Response] = []
+            return
         replies = self._parser.feed(data)
         for index, reply in enumerate(replies):
             if not self._pending:
@@ -265,9 +315,14 @@ class ClientConnection:
                     "(possible injection)"
                 )
             pending = self._pending.popleft()
-            responses.append(
-                Response(pending.command, reply, data_end=pending.data_end, tls=self._tls_active)
+            response = Response(
+                pending.command,
+                reply,
+                data_end=pending.data_end,
+                tls=self._tls_active,
+                tag=pending.tag,
             )
+            self._ready.append(response)
             self._advance(pending, reply)
             if self._tls_pending():
                 # Whatever followed the 220, whole replies or fragments, was sent
@@ -278,7 +333,16 @@ class ClientConnection:
         if not self._pending and not self._tls_pending():
             # Everything is answered: what we expected no longer matters.
             self._projected = self._state
-        return responses
+
+    def drain(self) -> list[Response]:
+        """Take every complete response, in order (see :meth:`next_response`)."""
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    def next_response(self) -> Response | None:
+        """The oldest response not yet taken, or ``None`` when none is complete."""
+        return self._ready.popleft() if self._ready else None
 
     # ------------------------------------------------------------------ internals
 
@@ -287,8 +351,10 @@ class ClientConnection:
 
     @staticmethod
     def _lookup(state: State, verb: str) -> State:
-        if verb in {"NOOP", "RSET"} and state in {State.NEED_EHLO, State.GREETING}:
-            raise LocalProtocolError(f"{verb} before EHLO is not allowed")
+        if state in _COMMAND_STATES and (verb in _NEUTRAL or verb not in _KNOWN):
+            return state
+        if verb == "RSET" and state is State.NEED_EHLO:
+            return state  # nothing to reset yet, and nothing changes
         allowed = _TABLE.get(state, {})
         if verb not in allowed:
             hint = ""
@@ -355,8 +421,8 @@ class ClientConnection:
             # client must RSET, RFC 3030 §2); pipelined commands behind it are
             # answered with failures and change nothing either.
             return
-        if verb == "EHLO" or verb == "HELO":
-            if verb == "EHLO":
+        if verb in ("EHLO", "HELO", "LHLO"):
+            if verb != "HELO":
                 self._server_name, self._extensions = parse_ehlo(reply)
             else:
                 self._extensions = Extensions()

@@ -3,11 +3,12 @@
 Use it to test code that sends mail, and to attack SMTP clients the way the
 checklist's §3 and §5 describe::
 
+    from smtpsec import Security
     from smtpsec.testing import CA, SMTPServer
 
     ca = CA.create()
     leaf = ca.issue("localhost", ips=("127.0.0.1",))
-    with SMTPServer(leaf, tls="starttls", users={"ann": "secret"}) as srv:
+    with SMTPServer(leaf, tls=Security.STARTTLS, users={"ann": "secret"}) as srv:
         ...  # point a client at (srv.host, srv.port), trusting ca
     capture = srv.connections[0]
     assert capture.pre_tls_verbs_subset_of({"EHLO", "STARTTLS", "QUIT"})
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from smtpsec.testing._ca import CA, SRV_NAME_OID, LeafCert
     from smtpsec.testing._capture import AuthAttempt, Capture, ReceivedMessage
-    from smtpsec.testing._protocol import TLSMode, format_reply
+    from smtpsec.testing._protocol import format_reply
     from smtpsec.testing._script import (
         DEFAULT_EXTENSIONS,
         DEFAULT_GREETING,
@@ -65,7 +66,6 @@ __all__ = [
     "SMTPServer",
     "Script",
     "ServerSession",
-    "TLSMode",
     "format_reply",
 ]
 
@@ -77,7 +77,6 @@ _LAZY: Final[dict[str, tuple[str, str]]] = {
     "AuthAttempt": ("_capture", "AuthAttempt"),
     "Capture": ("_capture", "Capture"),
     "ReceivedMessage": ("_capture", "ReceivedMessage"),
-    "TLSMode": ("_protocol", "TLSMode"),
     "format_reply": ("_protocol", "format_reply"),
     "DEFAULT_EXTENSIONS": ("_script", "DEFAULT_EXTENSIONS"),
     "DEFAULT_GREETING": ("_script", "DEFAULT_GREETING"),

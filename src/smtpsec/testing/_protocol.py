@@ -26,7 +26,6 @@ __all__ = [
     "MAX_DATA_LINE",
     "MAX_MESSAGE",
     "RCPT",
-    "TLSMode",
     "Transaction",
     "decode_b64",
     "format_reply",
@@ -34,9 +33,6 @@ __all__ = [
     "record_sni",
     "unsupported_param",
 ]
-
-#: How a server speaks TLS: from the first byte, after STARTTLS, or never.
-TLSMode = Literal["implicit", "starttls", "none"]
 
 #: Longest command or SASL line accepted (XOAUTH2 tokens exceed RFC 5321's 512).
 MAX_COMMAND: Final = 64 * 1024

@@ -19,16 +19,18 @@ from typing import Any, Final
 
 from typing_extensions import Self
 
+from smtpsec.modes import Security
 from smtpsec.testing._ca import CA, LeafCert
 from smtpsec.testing._capture import Capture, ReceivedMessage
-from smtpsec.testing._protocol import TLSMode, record_sni
+from smtpsec.testing._protocol import record_sni
 from smtpsec.testing._script import Script
 from smtpsec.testing._session import ServerSession
 from smtpsec.testing._wire import Wire
 
 __all__ = ["SMTPServer"]
 
-_MODES: Final = ("implicit", "starttls", "none")
+#: How a test server can speak TLS: from the first byte, after STARTTLS, or never.
+_MODES: Final = (Security.IMPLICIT_TLS, Security.STARTTLS, Security.PLAINTEXT)
 #: Pause between two shutdown attempts on a connection that is still busy
 #: (covers the instant in which its socket is being wrapped for TLS).
 _ABORT_RETRY: Final = 0.05
@@ -42,7 +44,7 @@ class SMTPServer:
     that are :class:`Script` fields change its behaviour.
 
     Example:
-        >>> with SMTPServer(tls="starttls", users={"ann": "pw"}) as srv:
+        >>> with SMTPServer(tls=Security.STARTTLS, users={"ann": "pw"}) as srv:
         ...     ctx = srv.client_context()  # trusts the server's CA
         ...     # connect to (srv.host, srv.port) with any SMTP client
 
@@ -50,9 +52,10 @@ class SMTPServer:
         cert: the certificate to serve (a :class:`LeafCert` or a ready server
             ``SSLContext``, which is then modified to record SNI); ``None``
             creates a throwaway CA and a ``localhost`` leaf. Ignored for
-            ``tls="none"``.
-        tls: ``"implicit"`` (TLS from the first byte, port 465 style),
-            ``"starttls"`` (port 587 style) or ``"none"`` (plaintext only).
+            ``Security.PLAINTEXT``.
+        tls: :attr:`~smtpsec.Security.IMPLICIT_TLS` (TLS from the first byte,
+            port 465 style), :attr:`~smtpsec.Security.STARTTLS` (port 587
+            style) or :attr:`~smtpsec.Security.PLAINTEXT` (no TLS at all).
         script: base behaviour; defaults to a correct MSA.
         host: address to bind (loopback only is the intent).
         port: port to bind; 0 picks a free ephemeral port.
@@ -74,7 +77,7 @@ class SMTPServer:
         self,
         cert: LeafCert | ssl.SSLContext | None = None,
         *,
-        tls: TLSMode = "implicit",
+        tls: Security = Security.IMPLICIT_TLS,
         script: Script | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -86,15 +89,16 @@ class SMTPServer:
         **behaviour: Any,
     ) -> None:
         if tls not in _MODES:
-            raise ValueError(f"tls must be one of {_MODES}, not {tls!r}")
+            names = ", ".join(f"Security.{mode.name}" for mode in _MODES)
+            raise ValueError(f"tls must be one of {names}, not {tls!r}")
         base = script if script is not None else Script()
         self.script: Script = base.replace(**behaviour) if behaviour else base
-        self.tls: TLSMode = tls
+        self.tls: Security = tls
         self.timeout = timeout
         self.ca: CA | None = None
         self.cert: LeafCert | None = None
         self.ssl_context: ssl.SSLContext | None = None
-        if tls != "none":
+        if tls is not Security.PLAINTEXT:
             if cert is None:
                 self.ca = CA.create()
                 cert = self.ca.issue("localhost", ips=("127.0.0.1", "::1"))

@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable
 from typing import Final, Literal
 
+from smtpsec.modes import Security
 from smtpsec.testing._capture import AuthAttempt, Capture, ReceivedMessage
 from smtpsec.testing._protocol import (
     BDAT,
@@ -24,7 +25,6 @@ from smtpsec.testing._protocol import (
     MAX_DATA_LINE,
     MAX_MESSAGE,
     RCPT,
-    TLSMode,
     Transaction,
     decode_b64,
     format_reply,
@@ -63,13 +63,13 @@ class ServerSession:
         capture: Capture,
         script: Script,
         *,
-        mode: TLSMode,
+        mode: Security,
         tls_context: ssl.SSLContext | None,
         timeout: float,
     ) -> None:
         self.capture = capture
         self.script = script
-        self.mode: TLSMode = mode
+        self.mode: Security = mode
         self.tls_active = wire.tls
         self.user: str | None = None
         self._wire = wire
@@ -96,7 +96,7 @@ class ServerSession:
     def run(self) -> None:
         """Serve the connection until QUIT, EOF, a closing reply or server stop."""
         try:
-            if self.mode == "implicit" and not self._handshake():
+            if self.mode is Security.IMPLICIT_TLS and not self._handshake():
                 return
             greeting = self.script.effective_greeting()
             self._silent = greeting is None
@@ -210,11 +210,11 @@ class ServerSession:
 
     @property
     def _pre_tls_on_starttls_server(self) -> bool:
-        return self.mode == "starttls" and not self.tls_active
+        return self.mode is Security.STARTTLS and not self.tls_active
 
     def _advertised(self) -> tuple[str, ...]:
         return self.script.advertised(
-            starttls_mode=self.mode == "starttls", tls_active=self.tls_active
+            starttls_mode=self.mode is Security.STARTTLS, tls_active=self.tls_active
         )
 
     def _has_extension(self, keyword: str) -> bool:
@@ -243,7 +243,7 @@ class ServerSession:
             self._reply((501, "5.5.4 Syntax: STARTTLS takes no parameters"))
         elif self.tls_active:
             self._reply((554, "5.5.1 Error: TLS already active"))
-        elif self.mode != "starttls" or self.script.strip_starttls:
+        elif self.mode is not Security.STARTTLS or self.script.strip_starttls:
             self._reply((502, "5.5.1 Error: command not implemented"))
         else:
             self._starttls()
@@ -267,7 +267,7 @@ class ServerSession:
             return
         mechanism = parts[1].upper()
         offered = self.script.offered_mechanisms(
-            starttls_mode=self.mode == "starttls", tls_active=self.tls_active
+            starttls_mode=self.mode is Security.STARTTLS, tls_active=self.tls_active
         )
         pre_tls_refused = self.script.require_tls and not self.script.pre_tls_auth
         if self.user is not None:
@@ -426,7 +426,7 @@ class ServerSession:
         tx, self._tx = self._tx, None
         assert tx is not None
         limit = self.script.size_limit(
-            starttls_mode=self.mode == "starttls", tls_active=self.tls_active
+            starttls_mode=self.mode is Security.STARTTLS, tls_active=self.tls_active
         )
         if data is None or (limit and len(data) > limit):
             self._reply((552, "5.3.4 Message size exceeds fixed limit"))
@@ -472,7 +472,7 @@ class ServerSession:
 
     def _too_big(self, size: str | None) -> bool:
         limit = self.script.size_limit(
-            starttls_mode=self.mode == "starttls", tls_active=self.tls_active
+            starttls_mode=self.mode is Security.STARTTLS, tls_active=self.tls_active
         )
         return bool(limit and size is not None and size.isdigit() and int(size) > limit)
 

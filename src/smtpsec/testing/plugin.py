@@ -8,7 +8,8 @@ Fixtures:
     smtpsec_ca: a session-wide throwaway :class:`~smtpsec.testing.CA`.
     smtpsec_cert: a leaf for ``localhost``, ``127.0.0.1`` and ``::1``.
     smtpsec_client_context: a verifying client ``SSLContext`` trusting ``smtpsec_ca``.
-    smtpsec_server: a factory ``smtpsec_server(tls="implicit", **options)``
+    smtpsec_server: a factory ``smtpsec_server(Security.STARTTLS, **options)``
+        (implicit TLS when no mode is given)
         that starts :class:`~smtpsec.testing.SMTPServer` instances and stops
         them at teardown, failing the test if a server thread raised.
 """
@@ -23,16 +24,18 @@ import pytest
 if TYPE_CHECKING:
     import ssl
 
-    from smtpsec.testing import CA, LeafCert, SMTPServer, TLSMode
+    from smtpsec.modes import Security
+    from smtpsec.testing import CA, LeafCert, SMTPServer
 
 
 class ServerFactory(Protocol):
     """Signature of the ``smtpsec_server`` fixture."""
 
     def __call__(
-        self, tls: TLSMode = "implicit", *, cert: LeafCert | None = None, **options: Any
+        self, tls: Security | None = None, *, cert: LeafCert | None = None, **options: Any
     ) -> SMTPServer:
-        """Start a server; ``options`` are ``SMTPServer`` keywords and ``Script`` fields."""
+        """Start a server (implicit TLS unless ``tls`` says otherwise); ``options``
+        are ``SMTPServer`` keywords and ``Script`` fields."""
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +64,18 @@ def smtpsec_server(smtpsec_cert: LeafCert) -> Iterator[ServerFactory]:
 
     Example:
         >>> def test_stripped(smtpsec_server):
-        ...     srv = smtpsec_server("starttls", strip_starttls=True)
+        ...     srv = smtpsec_server(Security.STARTTLS, strip_starttls=True)
     """
+    from smtpsec.modes import Security
     from smtpsec.testing import SMTPServer
 
     servers: list[SMTPServer] = []
 
     def start(
-        tls: TLSMode = "implicit", *, cert: LeafCert | None = None, **options: Any
+        tls: Security | None = None, *, cert: LeafCert | None = None, **options: Any
     ) -> SMTPServer:
-        server = SMTPServer(cert if cert is not None else smtpsec_cert, tls=tls, **options)
+        mode = Security.IMPLICIT_TLS if tls is None else tls
+        server = SMTPServer(cert if cert is not None else smtpsec_cert, tls=mode, **options)
         servers.append(server)
         return server.start()
 

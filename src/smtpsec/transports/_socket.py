@@ -7,11 +7,11 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ..errors import ConnectError, SMTPSecError
 from ..errors import TimeoutError as DeadlineError
-from ..tls import TLSInfo, tls_info
+from ..tls import TLSInfo, session_info
 
 __all__ = ["SocketTransport", "open_socket"]
 
@@ -23,7 +23,7 @@ def connect_failure(host: str, port: int, exc: OSError, *, timeout: float) -> SM
     if isinstance(exc, TimeoutError):
         return DeadlineError(
             f"connecting to {host}:{port} timed out after {timeout:g}s; check host, port "
-            "and firewall, or raise timeout="
+            "and firewall"
         )
     return ConnectError(
         f"cannot connect to {host}:{port}: {exc.strerror or exc}; check the host name "
@@ -47,7 +47,8 @@ def open_socket(host: str, port: int, *, timeout: float) -> socket.socket:
     return sock
 
 
-def _sni(host: str | None) -> str | None:
+def sni(host: str | None) -> str | None:
+    """The SNI name for ``host``: ``None`` for an address literal (R-LIB-SNI-1)."""
     # R-LIB-SNI-1: never send an address literal as SNI (ssl still checks IP SANs).
     if host is None:
         return None
@@ -87,53 +88,54 @@ class SocketTransport:
         """Send all of ``data`` within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         view = memoryview(data)
-        while view:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineError(
-                    f"writing to {self._peer} timed out; the server stopped reading"
-                )
-            try:
-                # Inside the try: on a closed socket even settimeout() raises OSError.
-                self._sock.settimeout(remaining)
-                sent = self._sock.send(view)
-            except TimeoutError as exc:
-                raise DeadlineError(
-                    f"writing to {self._peer} timed out; the server stopped reading"
-                ) from exc
-            except OSError as exc:
-                raise ConnectError(f"connection to {self._peer} lost while writing: {exc}") from exc
-            view = view[sent:]
+        with self._timeout_kept():
+            while view:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeadlineError(
+                        f"writing to {self._peer} timed out; the server stopped reading"
+                    )
+                try:
+                    # Inside the try: on a closed socket even settimeout() raises OSError.
+                    self._sock.settimeout(remaining)
+                    sent = self._sock.send(view)
+                except TimeoutError as exc:
+                    raise DeadlineError(
+                        f"writing to {self._peer} timed out; the server stopped reading"
+                    ) from exc
+                except OSError as exc:
+                    raise ConnectError(
+                        f"connection to {self._peer} lost while writing: {exc}"
+                    ) from exc
+                view = view[sent:]
 
     def read(self, *, timeout: float) -> bytes:
         """Return the next bytes available, or ``b""`` at end of stream."""
         if timeout <= 0:
             raise DeadlineError(f"no complete reply from {self._peer} in time")
-        try:
-            self._sock.settimeout(timeout)
-            return self._sock.recv(_READ_SIZE)
-        except TimeoutError as exc:
-            raise DeadlineError(
-                f"no complete reply from {self._peer} within the timeout; the server is "
-                "slow, stuck, or sending too slowly (raise timeout= if it is just slow)"
-            ) from exc
-        except ssl.SSLError as exc:
-            raise ConnectError(f"TLS error reading from {self._peer}: {exc}") from exc
-        except OSError as exc:
-            raise ConnectError(f"connection to {self._peer} lost while reading: {exc}") from exc
+        with self._timeout_kept():
+            try:
+                self._sock.settimeout(timeout)
+                return self._sock.recv(_READ_SIZE)
+            except TimeoutError as exc:
+                raise DeadlineError(
+                    f"nothing arrived from {self._peer} within the timeout"
+                ) from exc
+            except ssl.SSLError as exc:
+                raise ConnectError(f"TLS error reading from {self._peer}: {exc}") from exc
+            except OSError as exc:
+                raise ConnectError(f"connection to {self._peer} lost while reading: {exc}") from exc
 
     def poll(self) -> bytes | None:
         """Non-blocking read: ``None`` if nothing arrived, ``b""`` at end of stream."""
-        previous = self._sock.gettimeout()
-        self._sock.setblocking(False)
-        try:
-            return self._sock.recv(_READ_SIZE)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return None  # nothing (for TLS: maybe only a session ticket was processed)
-        except OSError:
-            return b""  # a reset connection is a closed one; the next read says why
-        finally:
-            self._sock.settimeout(previous)
+        with self._timeout_kept():
+            try:
+                self._sock.setblocking(False)
+                return self._sock.recv(_READ_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return None  # nothing (for TLS: maybe only a session ticket was processed)
+            except OSError:
+                return b""  # a reset or closed connection; the next read or write says why
 
     def pending_plaintext(self) -> bytes:
         """Peek at bytes that arrived but were not read (never consumes them)."""
@@ -141,14 +143,26 @@ class SocketTransport:
             return b""
         # With a timeout set, recv() waits for readability even with MSG_DONTWAIT;
         # a non-blocking socket answers at once.
-        previous = self._sock.gettimeout()
-        self._sock.setblocking(False)
+        with self._timeout_kept():
+            try:
+                self._sock.setblocking(False)
+                return self._sock.recv(_READ_SIZE, socket.MSG_PEEK)
+            except OSError:  # BlockingIOError: nothing there (other errors surface on read)
+                return b""
+
+    @contextlib.contextmanager
+    def _timeout_kept(self) -> Iterator[None]:
+        """Leave the socket's own timeout as it was: each call sets its own deadline,
+        and code holding the socket (smtplib's ``sock``) sees no change."""
         try:
-            return self._sock.recv(_READ_SIZE, socket.MSG_PEEK)
-        except OSError:  # BlockingIOError: nothing there (other errors surface on read)
-            return b""
+            previous = self._sock.gettimeout()
+        except OSError:  # pragma: no cover - gettimeout does not fail on CPython
+            previous = None
+        try:
+            yield
         finally:
-            self._sock.settimeout(previous)
+            with contextlib.suppress(OSError):  # a closed socket has nothing to restore
+                self._sock.settimeout(previous)
 
     def start_tls(
         self,
@@ -160,17 +174,15 @@ class SocketTransport:
     ) -> SocketTransport:
         """Wrap the socket in TLS and run the handshake within ``timeout``."""
         self._sock.settimeout(timeout)
-        chain_ok = context.verify_mode == ssl.CERT_REQUIRED
         try:
             tls_sock = context.wrap_socket(
                 self._sock,
-                server_hostname=_sni(server_hostname),
+                server_hostname=sni(server_hostname),
                 do_handshake_on_connect=True,
             )
         except TimeoutError as exc:
             raise DeadlineError(
-                f"TLS handshake with {self._peer} did not finish within {timeout:g}s; if "
-                "this port speaks STARTTLS, use Security.STARTTLS"
+                f"TLS handshake with {self._peer} did not finish within {timeout:g}s"
             ) from exc
         except ssl.SSLError:
             raise
@@ -179,13 +191,8 @@ class SocketTransport:
                 f"connection to {self._peer} lost during the TLS handshake: {exc}"
             ) from exc
         self._closed = True  # the plaintext transport is finished
-        name_ok = context.check_hostname
         try:
-            if verify_identity is not None:
-                verify_identity(tls_sock.getpeercert(binary_form=True) or b"")
-                name_ok = True
-            # tls_info raises CertificateError for an unreadable certificate.
-            info = tls_info(tls_sock, verified=chain_ok and name_ok)
+            info = session_info(tls_sock, context, verify_identity)
         except BaseException:
             tls_sock.close()
             raise

@@ -45,7 +45,10 @@ import re
 from collections.abc import Iterable
 from typing import Final, Protocol
 
-from ._sasl import (
+from .._types import MAX_COMMAND_LINE
+from ..errors import CapabilityError, PolicyError, RemoteProtocolError
+from ..policy import DEFAULT_SCRAM_MAX_ITERATIONS
+from ._mechanisms import (
     B64_RE,
     CramMD5,
     Credentials,
@@ -58,14 +61,10 @@ from ._sasl import (
     TokenProvider,
     XOAuth2,
 )
-from ._scram import SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS, ScramSHA1, ScramSHA256
-from ._types import MAX_COMMAND_LINE
-from .errors import CapabilityError, PolicyError, RemoteProtocolError
+from ._scram import ScramSHA1, ScramSHA256
 
 __all__ = [
     "DEFAULT_PREFERENCE",
-    "SCRAM_MAX_ITERATIONS",
-    "SCRAM_MIN_ITERATIONS",
     "SUPPORTED_MECHANISMS",
     "CramMD5",
     "Credentials",
@@ -232,7 +231,9 @@ def _usable(credentials: Credentials | None, token: Token | None, client_cert: b
     return usable
 
 
-def _build(name: str, credentials: Credentials | None, token: Token | None) -> Mechanism:
+def _build(
+    name: str, credentials: Credentials | None, token: Token | None, scram_max_iterations: int
+) -> Mechanism:
     if name == "EXTERNAL":
         return External(authzid=credentials.authzid if credentials else "")
     if name == "OAUTHBEARER":
@@ -243,9 +244,11 @@ def _build(name: str, credentials: Credentials | None, token: Token | None) -> M
     if name == "XOAUTH2":
         assert token is not None
         return XOAuth2(credentials.username, token)
-    password_classes: dict[str, type[Plain | Login | CramMD5 | ScramSHA1 | ScramSHA256]] = {
-        "SCRAM-SHA-256": ScramSHA256,
-        "SCRAM-SHA-1": ScramSHA1,
+    if name == "SCRAM-SHA-256":
+        return ScramSHA256(credentials, max_iterations=scram_max_iterations)
+    if name == "SCRAM-SHA-1":
+        return ScramSHA1(credentials, max_iterations=scram_max_iterations)
+    password_classes: dict[str, type[Plain | Login | CramMD5]] = {
         "PLAIN": Plain,
         "LOGIN": Login,
         "CRAM-MD5": CramMD5,
@@ -283,6 +286,7 @@ def choose_mechanism(
     client_cert: bool = False,
     preference: Iterable[str] = DEFAULT_PREFERENCE,
     explicit: str | None = None,
+    scram_max_iterations: int = DEFAULT_SCRAM_MAX_ITERATIONS,
 ) -> Mechanism:
     """Pick one mechanism and build it, ready for a single AUTH attempt.
 
@@ -301,6 +305,8 @@ def choose_mechanism(
         preference: the caller's ordered allow-list; CRAM-MD5 is usable only
             when named here or in ``explicit`` (R-LIB-MECH-1).
         explicit: use exactly this mechanism or fail.
+        scram_max_iterations: the most PBKDF2 iterations SCRAM may be asked for
+            (``Policy.scram_max_iterations``).
 
     Raises:
         PolicyError: an unknown mechanism name, no secrets at all, or an
@@ -334,10 +340,10 @@ def choose_mechanism(
             )
         if name not in usable:
             raise PolicyError(f"AUTH {name} needs {_NEEDS[name]}, which was not given")
-        return _build(name, credentials, token)
+        return _build(name, credentials, token, scram_max_iterations)
     for name in order:
         if name in server and name in usable:
-            return _build(name, credentials, token)
+            return _build(name, credentials, token, scram_max_iterations)
     raise CapabilityError(_nothing_usable(server, usable, order))
 
 

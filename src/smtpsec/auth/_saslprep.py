@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Final
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 __all__ = ["saslprep"]
 

@@ -1,4 +1,8 @@
-"""The asyncio transport: the same contract as the blocking one, with awaitable methods."""
+"""The asyncio transport: the same contract as the blocking one, with awaitable methods.
+
+Socket and TLS errors become smtpsec errors here, at the edge; the words of
+the advice (what the caller should change) are the engine's.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from typing import TypeVar
 
 from ..errors import ConnectError
 from ..errors import TimeoutError as DeadlineError
-from ..tls import TLSInfo, tls_info
-from ..transports._socket import _sni, connect_failure, unbracket
+from ..tls import TLSInfo, session_info
+from ._socket import connect_failure, sni, unbracket
 
 __all__ = ["AsyncTransport", "open_connection"]
 
@@ -207,8 +211,7 @@ class AsyncTransport:
                 await proto.wait(timeout)
             except asyncio.TimeoutError as exc:
                 raise DeadlineError(
-                    f"no complete reply from {self._peer} within the timeout; the server is "
-                    "slow, stuck, or sending too slowly (raise timeout= if it is just slow)"
+                    f"nothing arrived from {self._peer} within the timeout"
                 ) from exc
         data = proto.take()
         if not data and proto.error is not None:
@@ -252,7 +255,7 @@ class AsyncTransport:
                     self._transport,
                     self._protocol,
                     context,
-                    server_hostname=_sni(server_hostname),
+                    server_hostname=sni(server_hostname),
                     ssl_handshake_timeout=timeout,
                 ),
                 timeout,
@@ -261,8 +264,7 @@ class AsyncTransport:
         except asyncio.TimeoutError as exc:
             self._transport.abort()
             raise DeadlineError(
-                f"TLS handshake with {self._peer} did not finish within {timeout:g}s; if "
-                "this port speaks STARTTLS, use Security.STARTTLS"
+                f"TLS handshake with {self._peer} did not finish within {timeout:g}s"
             ) from exc
         except ssl.SSLError:
             self._transport.abort()
@@ -275,15 +277,8 @@ class AsyncTransport:
         if new is None:  # pragma: no cover - only when the loop is closing
             raise ConnectError(f"connection to {self._peer} closed during the TLS handshake")
         self._protocol.transport = new  # pause/resume reading now act on TLS
-        sslobj = new.get_extra_info("ssl_object")
-        name_ok = context.check_hostname
         try:
-            if verify_identity is not None:
-                verify_identity(sslobj.getpeercert(binary_form=True) or b"")
-                name_ok = True
-            verified = context.verify_mode == ssl.CERT_REQUIRED and name_ok
-            # tls_info raises CertificateError for an unreadable certificate.
-            info = tls_info(sslobj, verified=verified)
+            info = session_info(new.get_extra_info("ssl_object"), context, verify_identity)
         except BaseException:
             new.abort()
             raise

@@ -14,20 +14,19 @@ from dataclasses import dataclass, replace
 from email.message import Message
 from typing import BinaryIO, Final
 
-from ._types import BODY_CHUNK_SIZE
-from .errors import InvalidArgumentError
-from .sansio import BdatEncoder, mailbox_needs_smtputf8, validate_mailbox
+from .._types import BODY_CHUNK_SIZE
+from ..errors import InvalidArgumentError
+from ..sansio import BdatEncoder, mailbox_needs_smtputf8, validate_mailbox
+from ..sending import MessageInput
 
 __all__ = [
-    "MessageInput",
     "PreparedMessage",
     "check_headers",
     "envelope_from_headers",
+    "flatten",
     "prepare_message",
 ]
 
-#: What ``Session.send`` accepts as a message.
-MessageInput = Message | bytes | bytearray | memoryview | BinaryIO | Iterable[bytes]
 
 _RECIPIENT_HEADERS: Final = ("to", "cc", "bcc")
 _RESENT_RECIPIENT_HEADERS: Final = ("resent-to", "resent-cc", "resent-bcc")
@@ -205,6 +204,28 @@ def _render(msg: Message, policy: email.policy.Policy) -> bytes:
     return data
 
 
+def flatten(msg: Message, *, utf8: bool, seven_bit: bool) -> bytes:
+    """``msg`` as smtplib's ``send_message`` serialises it, with smtpsec's checks.
+
+    Bcc and Resent-Bcc are removed (on a copy), the result is checked for an
+    injected Bcc line, and with ``seven_bit`` an 8-bit rendering is redone with
+    every 8-bit part transfer-encoded (for servers without 8BITMIME). Unlike
+    :func:`prepare_message`, no Date or Message-ID is added: the drop-in sends
+    what smtplib would.
+
+    Raises:
+        InvalidArgumentError: the message cannot be serialised, or a header
+            value injected a Bcc line.
+    """
+    clone = copy.copy(msg)
+    del clone["Bcc"]
+    del clone["Resent-Bcc"]
+    data = _render(clone, _policy(msg, utf8=utf8))
+    if seven_bit and not data.isascii():
+        data = _render(clone, _policy(msg, utf8=False, seven_bit=True))
+    return data
+
+
 def _from_message(
     message: Message, sender: str | None, recipients: Iterable[str] | None
 ) -> tuple[str | None, list[str], PreparedMessage]:
@@ -281,6 +302,14 @@ def prepare_message(
         raise InvalidArgumentError(
             "no envelope sender: pass sender= (or send an EmailMessage with a From header)"
         )
+    if isinstance(recipients, str):
+        recipients = [recipients]  # one address, not its characters
+    given: list[object] = [sender, *(recipients or ())]  # callers may pass anything
+    for address in given:
+        if not isinstance(address, str):
+            raise InvalidArgumentError(
+                f"envelope addresses must be str, not {type(address).__name__} ({address!r})"
+            )
     rcpts = tuple(dict.fromkeys(recipients or ()))
     if not rcpts:
         raise InvalidArgumentError(

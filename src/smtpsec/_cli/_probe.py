@@ -2,43 +2,46 @@
 
 The probe speaks only ``EHLO``, ``STARTTLS`` and ``QUIT``: it never sends
 ``AUTH`` or ``MAIL``, so no credential or message can leak (R-8314-5.1-7). Its
-verdict is computed from these facts by :mod:`smtpsec._cli_probe_verdict`.
+verdict is computed from these facts by :mod:`smtpsec._cli._probe_verdict`.
 
-Besides the verifying handshake (the one a client would do), it opens
-*inspection* connections (see :mod:`smtpsec._cli_probe_tls`) to read a
-certificate that failed validation and to find which TLS versions the server
-accepts.
+The dialogue is the engine's (greeting, EHLO, the STARTTLS switch with its
+injection check, the handshake), asked through the same guard as a client,
+with fixes worded for the CLI. What differs is explicit and only here:
+besides the verifying handshake, the probe opens *inspection* connections
+(see :mod:`smtpsec._cli._probe_tls`) that read a certificate which failed
+validation and find which TLS versions the server accepts; those connections
+never carry anything but EHLO and QUIT.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
-from ._cli_probe_tls import (
+from .._advice import CLI
+from .._engine import IO, Wire, phases, run_sync
+from ..errors import (
+    CertificateError,
+    ConnectError,
+    RemoteProtocolError,
+    SMTPSecError,
+)
+from ..errors import TimeoutError as DeadlineError
+from ..guard import Guard
+from ..modes import Security
+from ..policy import Attempt, Policy
+from ..sansio import ClientConnection, Extensions, Reply, ehlo_name
+from ..tls import TLSInfo
+from ..transports import AnyTransport, SocketTransport, open_socket
+from ._probe_tls import (
     CertificateFacts,
     certificate_facts,
     classify_handshake_error,
     inspection_context,
 )
-from ._io import run_sync
-from ._wire import Wire
-from .errors import (
-    CertificateError,
-    ConnectError,
-    RemoteProtocolError,
-    ResponseInjectionError,
-    SMTPSecError,
-    TLSUnavailableError,
-)
-from .errors import TimeoutError as DeadlineError
-from .sansio import ClientConnection, Command, Extensions, Reply, ehlo_name
-from .tls import TLSInfo, translate_ssl_error
-from .transports import SocketTransport, Transport, open_socket
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -50,14 +53,12 @@ __all__ = [
     "probe_port",
 ]
 
-Mode = Literal["implicit", "starttls"]
-
 #: What a probe without ``--port`` checks: RFC 8314's two submission ports,
 #: and the relay port for information.
-DEFAULT_PORTS: Final[tuple[tuple[int, Mode], ...]] = (
-    (465, "implicit"),
-    (587, "starttls"),
-    (25, "starttls"),
+DEFAULT_PORTS: Final[tuple[tuple[int, Security], ...]] = (
+    (465, Security.IMPLICIT_TLS),
+    (587, Security.STARTTLS),
+    (25, Security.STARTTLS),
 )
 #: Versions tried one at a time (minimum = maximum), oldest first.
 TLS_VERSIONS: Final = (
@@ -77,7 +78,7 @@ class PortFacts:
 
     Attributes:
         port: the port number.
-        mode: ``"implicit"`` or ``"starttls"``.
+        mode: :attr:`Security.IMPLICIT_TLS` or :attr:`Security.STARTTLS`.
         reachable: a TCP connection could be made.
         error: why the verifying dialogue failed (``None`` when it worked).
         verify_error: the certificate validation failure, if that was the cause.
@@ -96,7 +97,7 @@ class PortFacts:
     """
 
     port: int
-    mode: Mode
+    mode: Security
     reachable: bool
     error: str | None = None
     verify_error: str | None = None
@@ -161,23 +162,8 @@ def _progress(text: str) -> None:
 # --------------------------------------------------------------------------- dialogue
 
 
-def _handshake(
-    transport: Transport,
-    context: ssl.SSLContext,
-    host: str,
-    port: int,
-    timeout: float,
-    *,
-    implicit: bool,
-) -> Transport:
-    try:
-        return transport.start_tls(context, server_hostname=host, timeout=timeout)
-    except ssl.SSLError as exc:
-        raise translate_ssl_error(exc, host=host, port=port, implicit=implicit) from exc
-
-
-def _ehlo(wire: Wire) -> Extensions:
-    reply = run_sync(wire.one(Command("EHLO", ehlo_name(None))))
+def _ehlo(wire: Wire) -> IO[Extensions]:
+    reply = yield from phases.hello(wire, ehlo_name(None))
     extensions = wire.conn.extensions
     if reply.code != 250 or extensions is None:
         raise RemoteProtocolError(f"{wire.peer} refused EHLO: {reply.code} {reply.text}")
@@ -192,7 +178,7 @@ class _Collect:
         self.greeting: Reply | None = None
         self.before_tls: Extensions | None = None
         self.after_tls: Extensions | None = None
-        self.transport: Transport | None = None
+        self.tls: TLSInfo | None = None
 
     def freeze(self, error: SMTPSecError | None) -> _Dialogue:
         return _Dialogue(
@@ -201,7 +187,7 @@ class _Collect:
             error=error,
             greeting=self.greeting,
             before_tls=self.before_tls,
-            tls=self.transport.tls if self.transport is not None else None,
+            tls=self.tls,
             after_tls=self.after_tls,
         )
 
@@ -209,7 +195,7 @@ class _Collect:
 def _dialogue(
     host: str,
     port: int,
-    mode: Mode,
+    mode: Security,
     context: ssl.SSLContext,
     timeout: float,
     *,
@@ -220,82 +206,82 @@ def _dialogue(
     Never raises for server behaviour: failures come back in ``error``, with
     whatever was learnt before them.
     """
-    peer = f"{host}:{port}"
     try:
         sock = open_socket(host, port, timeout=timeout)
     except (ConnectError, DeadlineError) as exc:
         return _Dialogue(connected=False, error=exc)
     notes = _Collect()
-    notes.transport = SocketTransport(sock, peer=peer)
+    transport = SocketTransport(sock, peer=f"{host}:{port}")
+    wire = Wire(
+        transport,
+        ClientConnection(tls_active=False, require_tls=True),
+        timeout=timeout,
+        host=host,
+        port=port,
+        advice=CLI,
+    )
     try:
-        _converse(notes, host, port, mode, context, timeout, handshake_only=handshake_only)
+        run_sync(_converse(notes, wire, mode, context, handshake_only=handshake_only))
     except SMTPSecError as exc:
         return notes.freeze(exc)
     finally:
-        notes.transport.close()
+        run_sync(phases.abandon(wire))
     return notes.freeze(None)
 
 
 def _converse(
-    notes: _Collect,
-    host: str,
-    port: int,
-    mode: Mode,
-    context: ssl.SSLContext,
-    timeout: float,
-    *,
-    handshake_only: bool,
-) -> None:
-    transport = notes.transport
-    assert transport is not None
-    if mode == "implicit":
+    notes: _Collect, wire: Wire, mode: Security, context: ssl.SSLContext, *, handshake_only: bool
+) -> IO[None]:
+    # The guard judges the server as a client would (required STARTTLS, the TLS
+    # floor); an inspection context (CERT_NONE) only changes what is accepted
+    # as a certificate, which the verdict then reports as unverified.
+    guard = Guard(Policy(), Attempt(wire.port, mode), wire.host, advice=CLI)
+    if mode is Security.IMPLICIT_TLS:
         notes.handshake_failed = True
-        notes.transport = transport = _handshake(
-            transport, context, host, port, timeout, implicit=True
-        )
+        notes.tls = yield from _handshake(wire, context, implicit=True)
         notes.handshake_failed = False
         if handshake_only:
             return
-    conn = ClientConnection(tls_active=transport.tls is not None, require_tls=True)
-    wire = Wire(transport, conn, timeout=timeout, peer=f"{host}:{port}")
-    notes.greeting = greeting = run_sync(wire.read(1))[0].reply
+    notes.greeting = greeting = yield from phases.greeting(
+        wire, implicit=mode is Security.IMPLICIT_TLS
+    )
     if greeting.code != 220:
         raise RemoteProtocolError(f"{wire.peer} greeted with {greeting.code} {greeting.text}")
-    extensions = _ehlo(wire)
-    if mode == "starttls":
+    extensions = yield from _ehlo(wire)
+    if mode is Security.STARTTLS:
         notes.before_tls = extensions
-        if "STARTTLS" not in extensions:
-            raise TLSUnavailableError(
-                f"{wire.peer} does not offer STARTTLS: a client that requires TLS cannot use "
-                "this port, and one that does not sends everything in cleartext"
-            )
-        reply = run_sync(wire.one(Command("STARTTLS")))
-        if reply.code != 220:
-            raise TLSUnavailableError(f"{wire.peer} refused STARTTLS: {reply.code} {reply.text}")
-        if conn.injected_data or transport.pending_plaintext():
-            # Bytes after the 220 and before the handshake: an attack (R-EAST-BR-1).
-            raise ResponseInjectionError(
-                f"{wire.peer} sent data after the 220 reply to STARTTLS and before the TLS "
-                "handshake (response injection); a genuine server never does"
-            )
-        conn.tls_started()
+        guard.after_ehlo(extensions, tls=False)
         notes.handshake_failed = True
-        notes.transport = wire.transport = _handshake(
-            transport, context, host, port, timeout, implicit=False
-        )
+        _reply, notes.tls = yield from phases.starttls(wire, guard, context, verify_identity=None)
         notes.handshake_failed = False
         if handshake_only:
             return
-        extensions = _ehlo(wire)
+        extensions = yield from _ehlo(wire)
     notes.after_tls = extensions
-    with contextlib.suppress(SMTPSecError):
-        run_sync(wire.one(Command("QUIT")))
+    yield from phases.quit_quietly(wire)
+
+
+def _handshake(wire: Wire, context: ssl.SSLContext, *, implicit: bool) -> IO[TLSInfo]:
+    tls: AnyTransport = yield from phases.handshake(
+        wire.transport,
+        context,
+        host=wire.host,
+        port=wire.port,
+        timeout=wire.timeout,
+        implicit=implicit,
+        verify_identity=None,
+        wire=wire,
+    )
+    wire.upgraded(tls)
+    info = tls.tls
+    assert info is not None
+    return info
 
 
 # --------------------------------------------------------------------------- ports
 
 
-def detect_mode(host: str, port: int, timeout: float) -> Mode:
+def detect_mode(host: str, port: int, timeout: float) -> Security:
     """Guess how a port of unknown mode starts TLS: a greeting means STARTTLS.
 
     Args:
@@ -304,13 +290,14 @@ def detect_mode(host: str, port: int, timeout: float) -> Mode:
         timeout: the probe's timeout (the wait is at most :data:`GREETING_WAIT`).
 
     Returns:
-        ``"starttls"`` when the server greets (or cannot be reached: the
-        dialogue then reports why), ``"implicit"`` when it stays silent.
+        :attr:`Security.STARTTLS` when the server greets (or cannot be reached:
+        the dialogue then reports why), :attr:`Security.IMPLICIT_TLS` when it
+        stays silent.
     """
     try:
         sock = open_socket(host, port, timeout=timeout)
     except (ConnectError, DeadlineError):
-        return "starttls"
+        return Security.STARTTLS
     with sock:
         sock.settimeout(min(timeout, GREETING_WAIT))
         try:
@@ -318,11 +305,11 @@ def detect_mode(host: str, port: int, timeout: float) -> Mode:
         except OSError as exc:
             # Silence means a ClientHello is awaited; a reset is left for the
             # dialogue to report.
-            return "implicit" if isinstance(exc, TimeoutError) else "starttls"
-    return "starttls"
+            return Security.IMPLICIT_TLS if isinstance(exc, TimeoutError) else Security.STARTTLS
+    return Security.STARTTLS
 
 
-def _versions(host: str, port: int, mode: Mode, timeout: float) -> tuple[tuple[str, str], ...]:
+def _versions(host: str, port: int, mode: Security, timeout: float) -> tuple[tuple[str, str], ...]:
     results = []
     for name, version in TLS_VERSIONS:
         try:
@@ -347,7 +334,7 @@ def _flatten(extensions: Extensions | None) -> tuple[tuple[str, tuple[str, ...]]
 
 
 def probe_port(
-    host: str, port: int, mode: Mode, context: ssl.SSLContext, timeout: float
+    host: str, port: int, mode: Security, context: ssl.SSLContext, timeout: float
 ) -> PortFacts:
     """Probe one port: the verifying dialogue, inspection if needed, TLS versions.
 
@@ -361,7 +348,7 @@ def probe_port(
     Returns:
         The :class:`PortFacts`.
     """
-    label = "implicit TLS" if mode == "implicit" else "STARTTLS"
+    label = "implicit TLS" if mode is Security.IMPLICIT_TLS else "STARTTLS"
     _progress(f"{host}:{port} ({label}): verifying handshake")
     verifying = _dialogue(host, port, mode, context, timeout)
     if not verifying.connected:
@@ -413,7 +400,7 @@ def _read_certificate(der: bytes | None) -> tuple[CertificateFacts | None, str |
 def probe(
     host: str,
     *,
-    ports: Sequence[tuple[int, Mode | None]],
+    ports: Sequence[tuple[int, Security | None]],
     context: ssl.SSLContext,
     trust: str,
     timeout: float,

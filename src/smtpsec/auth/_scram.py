@@ -17,7 +17,9 @@ import re
 import secrets
 from typing import ClassVar, Final
 
-from ._sasl import (
+from ..errors import AuthenticationError, InvalidArgumentError, RemoteProtocolError, SecurityError
+from ..policy import DEFAULT_SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS
+from ._mechanisms import (
     B64_RE,
     CONTROL_RE,
     Credentials,
@@ -27,15 +29,8 @@ from ._sasl import (
     reject,
     saslname,
 )
-from .errors import InvalidArgumentError, RemoteProtocolError, SecurityError
 
-__all__ = ["SCRAM_MAX_ITERATIONS", "SCRAM_MIN_ITERATIONS", "ScramSHA1", "ScramSHA256"]
-
-#: RFC 7677 §4: servers SHOULD use at least 4096; fewer makes an offline guess of
-#: the password from a captured exchange cheap, so a lower count is a downgrade.
-SCRAM_MIN_ITERATIONS: Final = 4096
-#: Bounds the CPU a hostile server can make us burn in PBKDF2 (seconds, not hours).
-SCRAM_MAX_ITERATIONS: Final = 10_000_000
+__all__ = ["ScramSHA1", "ScramSHA256"]
 
 _NONCE_RE: Final = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII minus ","
 _ITER_RE: Final = re.compile(r"[1-9][0-9]{0,9}")
@@ -48,11 +43,32 @@ _IMPOSTOR: Final = (
 class _Scram(MechanismBase):
     """RFC 5802 SCRAM without channel binding; the server must prove itself."""
 
-    __slots__ = ("_bare", "_gs2", "_nonce", "_password", "_round", "_signature", "_verified")
+    __slots__ = (
+        "_bare",
+        "_gs2",
+        "_max_iterations",
+        "_nonce",
+        "_password",
+        "_round",
+        "_signature",
+        "_verified",
+    )
     _hash: ClassVar[str]
 
-    def __init__(self, credentials: Credentials, *, _client_nonce: str | None = None) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        max_iterations: int = DEFAULT_SCRAM_MAX_ITERATIONS,
+        _client_nonce: str | None = None,
+    ) -> None:
         """Validate the credentials and draw a random client nonce.
+
+        Args:
+            credentials: user name and password.
+            max_iterations: the most PBKDF2 iterations the server may ask for
+                (``Policy.scram_max_iterations``); each costs client CPU.
+            _client_nonce: a fixed nonce, for test vectors only.
 
         Raises:
             InvalidArgumentError: like :class:`Plain`, or a control character in
@@ -71,6 +87,7 @@ class _Scram(MechanismBase):
         self._signature: bytes | None = None
         self._verified = False
         self._round = 0
+        self._max_iterations = max_iterations
 
     def _initial(self) -> bytes | None:
         return (self._gs2 + self._bare).encode()
@@ -105,12 +122,23 @@ class _Scram(MechanismBase):
         if not _ITER_RE.fullmatch(count_text):
             raise RemoteProtocolError(f"bad iteration count in the server's {self.name} message")
         count = int(count_text)
-        if not SCRAM_MIN_ITERATIONS <= count <= SCRAM_MAX_ITERATIONS:
+        if count < SCRAM_MIN_ITERATIONS:
             raise SecurityError(
-                f"the server asked for {count} SCRAM iterations; smtpsec accepts "
-                f"{SCRAM_MIN_ITERATIONS}..{SCRAM_MAX_ITERATIONS} (RFC 7677 §4): fewer make "
-                "a captured exchange cheap to crack (a downgrade), more would stall us. "
-                "Ask the server operator to fix the SCRAM iteration count"
+                f"the server asked for only {count} SCRAM iterations; RFC 7677 §4 requires "
+                f"at least {SCRAM_MIN_ITERATIONS}: fewer make a captured exchange cheap to "
+                "crack (a downgrade). Ask the server operator to fix the iteration count"
+            )
+        if count > self._max_iterations:
+            # Checked before any PBKDF2 work: the CPU a hostile server can make
+            # us burn is bounded by the policy.
+            raise AuthenticationError(
+                f"the server asked for {count:,} SCRAM iterations, more than the "
+                f"{self._max_iterations:,} this client allows (each costs CPU before the "
+                "password is even checked); the exchange was cancelled. If the server is "
+                "genuine, raise Policy(scram_max_iterations=...) or choose another mechanism",
+                code=334,
+                text=server_first[:200],
+                hint="raise Policy(scram_max_iterations=...) if the server is genuine",
             )
         salted = hashlib.pbkdf2_hmac(self._hash, self._password, base64.b64decode(salt_text), count)
         channel = base64.b64encode(self._gs2.encode()).decode("ascii")

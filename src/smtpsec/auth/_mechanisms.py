@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeAlias
 
+from ..errors import InvalidArgumentError, LocalProtocolError, RemoteProtocolError
 from ._saslprep import saslprep
-from .errors import InvalidArgumentError, LocalProtocolError, RemoteProtocolError
 
 #: A callable returning a fresh OAuth 2.0 access token; called once per attempt.
 TokenProvider: TypeAlias = Callable[[], str]
@@ -239,6 +239,49 @@ class CramMD5(MechanismBase):
         return self._user + b" " + digest.encode()
 
 
+#: An OAuth error challenge is a small JSON object (RFC 7628 §3.2.2); more is hostile.
+_MAX_JSON_OCTETS: Final = 8192
+_MAX_JSON_DEPTH: Final = 8
+
+
+def bounded_json(data: bytes) -> object:
+    """Parse a small JSON document from the server; ``None`` when it is not one.
+
+    The size and the nesting depth are checked before parsing, so a hostile
+    challenge (a 1,500-deep array fits in one reply line) cannot make the JSON
+    parser recurse, and no exception but the documented ones can escape.
+    """
+    if len(data) > _MAX_JSON_OCTETS:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    depth = deepest = 0
+    quoted = escaped = False
+    for char in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    if deepest > _MAX_JSON_DEPTH:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def saslname(value: str) -> str:
     """RFC 5802 §5.1 / RFC 5801: escape ``=`` and ``,`` in a name."""
     return value.replace("=", "=3D").replace(",", "=2C")
@@ -288,10 +331,7 @@ class _OAuth(MechanismBase):
             raise extra_challenge(self.name)
         token = self._get_token()
         hide = (token, base64.b64encode(token.encode()).decode("ascii"))
-        try:
-            parsed = json.loads(challenge.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError is a ValueError too
-            parsed = None
+        parsed = bounded_json(challenge)
         fields = parsed if isinstance(parsed, dict) else {}
         self._error = OAuthErrorInfo(
             *(

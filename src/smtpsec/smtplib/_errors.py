@@ -1,12 +1,14 @@
-"""Exceptions of the smtplib drop-in that are both an smtpsec error and a stdlib one.
+"""Exceptions of the smtplib drop-in: each is both a stdlib ``smtplib`` exception and an
+:class:`~smtpsec.SMTPSecError`.
 
 Code written for :mod:`smtplib` catches ``SMTPNotSupportedError``,
-``SMTPResponseException``, ``SMTPAuthenticationError``... and reads
-``smtp_code``/``smtp_error``/``args``; code written for smtpsec catches
+``SMTPResponseException``, ``SMTPAuthenticationError``, ``SMTPServerDisconnected``...
+and reads ``smtp_code``/``smtp_error``/``args``; code written for smtpsec catches
 ``DowngradeError``, ``AuthenticationError``... Each class here inherits from one
 of each, so both kinds of ``except`` clause keep working. ``str()`` is always
 smtpsec's actionable message; ``args`` keep the stdlib layout (``(code, msg)``,
 ``(code, msg, sender)``, ``(recipients,)``) for handlers that unpack them.
+Every class is public, documented, and exported by :mod:`smtpsec.smtplib`.
 """
 
 from __future__ import annotations
@@ -16,36 +18,45 @@ import smtplib as _std
 import ssl
 from typing import Final
 
-from .errors import (
+from ..errors import (
     AuthenticationError,
     CapabilityError,
     CertificateError,
+    ConnectError,
     RecipientsRefused,
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
     TimeoutError,
     TLSUnavailableError,
+    TLSVersionError,
 )
 
 __all__ = [
     "AuthFailed",
     "AuthNotFresh",
+    "BadGreeting",
     "CertificateVerifyFailed",
     "ConnectRefused",
     "DataRefused",
     "EhloRefused",
+    "ExtensionNotSupported",
     "MalformedReply",
     "NoAuthExtension",
     "RecipientsRefusedError",
     "ReplyTimeout",
     "SenderRefusedError",
+    "ServerDisconnected",
     "StartTLSNotOffered",
     "StartTLSRefused",
+    "TLSHandshakeFailed",
+    "TLSVersionTooLow",
     "split_status",
 ]
 
 _STATUS_RE: Final = re.compile(rb"([245])\.[0-9]{1,3}\.[0-9]{1,3}(?: |\Z)")
+#: Where the classes are documented and importable: tracebacks name them so.
+_MODULE: Final = "smtpsec.smtplib"
 
 
 def split_status(code: int, msg: bytes) -> tuple[str | None, str]:
@@ -62,6 +73,15 @@ def split_status(code: int, msg: bytes) -> tuple[str | None, str]:
     return status, msg[match.end() :].decode("utf-8", "replace")
 
 
+class _Message:
+    """``str()`` is smtpsec's message whatever ``args`` hold (the stdlib layout)."""
+
+    _message: str
+
+    def __str__(self) -> str:
+        return self._message
+
+
 # --------------------------------------------------------------------------- TLS
 
 
@@ -69,7 +89,7 @@ class StartTLSNotOffered(TLSUnavailableError, _std.SMTPNotSupportedError):
     """STARTTLS is not in the EHLO reply (stripped or misconfigured); connection closed."""
 
 
-class StartTLSRefused(TLSUnavailableError, _std.SMTPResponseException):
+class StartTLSRefused(_Message, TLSUnavailableError, _std.SMTPResponseException):
     """The server answered STARTTLS with something other than 220; connection closed.
 
     Attributes:
@@ -78,17 +98,14 @@ class StartTLSRefused(TLSUnavailableError, _std.SMTPResponseException):
     """
 
     def __init__(self, message: str, *, code: int, msg: bytes) -> None:
-        TLSUnavailableError.__init__(self, message)
+        TLSUnavailableError.__init__(self, message, code=code, text=msg.decode("utf-8", "replace"))
         self.smtp_code = code
         self.smtp_error = msg
         self.args = (code, msg)
         self._message = message
 
-    def __str__(self) -> str:
-        return self._message
 
-
-class CertificateVerifyFailed(CertificateError, ssl.SSLCertVerificationError):
+class CertificateVerifyFailed(_Message, CertificateError, ssl.SSLCertVerificationError):
     """Certificate validation failed; also an :class:`ssl.SSLCertVerificationError`.
 
     The original :class:`ssl.SSLCertVerificationError` is the ``__cause__``;
@@ -103,19 +120,43 @@ class CertificateVerifyFailed(CertificateError, ssl.SSLCertVerificationError):
         self.library = cause.library
         self._message = message
 
-    def __str__(self) -> str:
-        return self._message
+
+class TLSHandshakeFailed(_Message, TLSUnavailableError, ssl.SSLError):
+    """The TLS handshake failed for another reason; also an :class:`ssl.SSLError`."""
+
+    def __init__(self, message: str) -> None:
+        TLSUnavailableError.__init__(self, message)
+        self._message = message
 
 
-# --------------------------------------------------------------------------- replies
+class TLSVersionTooLow(_Message, TLSVersionError, ssl.SSLError):
+    """No acceptable TLS version (below 1.2); also an :class:`ssl.SSLError`."""
+
+    def __init__(self, message: str) -> None:
+        TLSVersionError.__init__(self, message)
+        self._message = message
+
+
+# --------------------------------------------------------------------------- connection
+
+
+class ServerDisconnected(ConnectError, _std.SMTPServerDisconnected):
+    """The connection was lost, or was never made (``connect()`` first)."""
 
 
 class ReplyTimeout(TimeoutError, _std.SMTPServerDisconnected):
     """A whole reply did not arrive within the timeout; the connection was closed."""
 
 
-class MalformedReply(RemoteProtocolError, _std.SMTPServerDisconnected):
-    """The server broke the reply grammar or a size limit; the connection was closed."""
+class ExtensionNotSupported(CapabilityError, _std.SMTPNotSupportedError):
+    """The server lacks an extension the command or message needs (SMTPUTF8, 8BITMIME...)."""
+
+
+class NoAuthExtension(ExtensionNotSupported):
+    """The server advertises no AUTH (after TLS)."""
+
+
+# --------------------------------------------------------------------------- replies
 
 
 def _reply_attrs(exc: ReplyError, code: int, msg: bytes, *, tls: bool) -> None:
@@ -130,7 +171,7 @@ def _reply_attrs(exc: ReplyError, code: int, msg: bytes, *, tls: bool) -> None:
 
 
 # The ignores: ReplyError types smtp_error as bytes, smtplib as bytes | str (bytes fits both).
-class _ReplyHybrid(ReplyError, _std.SMTPResponseException):  # type: ignore[misc]
+class _ReplyHybrid(_Message, ReplyError, _std.SMTPResponseException):  # type: ignore[misc]
     """A failure reply that is both a ReplyError and an SMTPResponseException."""
 
     def __init__(self, message: str, *, code: int, msg: bytes, tls: bool = True) -> None:
@@ -141,27 +182,31 @@ class _ReplyHybrid(ReplyError, _std.SMTPResponseException):  # type: ignore[misc
         self.args = (code, msg)
         self._message = message
 
-    def __str__(self) -> str:
-        return self._message
+
+class MalformedReply(_ReplyHybrid, RemoteProtocolError):  # type: ignore[misc]
+    """The server broke the reply grammar or a size limit; the connection was closed.
+
+    ``smtp_code`` is 500 for an over-long line (as smtplib reports it), else -1.
+    """
 
 
 class ConnectRefused(_ReplyHybrid, _std.SMTPConnectError):  # type: ignore[misc]
     """The greeting was not 220 (raised by the constructor, like smtplib)."""
 
 
+class BadGreeting(ConnectRefused, MalformedReply):  # type: ignore[misc]
+    """The greeting broke the reply grammar or a limit (a ``199``, an over-long line)."""
+
+
 class EhloRefused(_ReplyHybrid, _std.SMTPHeloError):  # type: ignore[misc]
-    """EHLO failed where smtpsec does not fall back to HELO (inside TLS, STARTTLS)."""
+    """EHLO failed where smtpsec does not fall back to HELO (inside TLS)."""
 
 
 class DataRefused(_ReplyHybrid, _std.SMTPDataError):  # type: ignore[misc]
     """DATA or the message itself was refused."""
 
 
-class NoAuthExtension(CapabilityError, _std.SMTPNotSupportedError):
-    """The server advertises no AUTH (after TLS)."""
-
-
-class AuthFailed(AuthenticationError, _std.SMTPAuthenticationError):  # type: ignore[misc]
+class AuthFailed(_Message, AuthenticationError, _std.SMTPAuthenticationError):  # type: ignore[misc]
     """The server rejected authentication; ``hint`` says what usually fixes it."""
 
     def __init__(self, message: str, *, code: int, msg: bytes, hint: str, tls: bool = True) -> None:
@@ -171,15 +216,12 @@ class AuthFailed(AuthenticationError, _std.SMTPAuthenticationError):  # type: ig
         self.args = (code, msg)
         self._message = message
 
-    def __str__(self) -> str:
-        return self._message
-
 
 class AuthNotFresh(AuthFailed, RemoteProtocolError):  # type: ignore[misc]
-    """``503`` to the first AUTH: the session was not set up by us."""
+    """``503`` to the first AUTH: the session was not set up by us (R-4954-4-6)."""
 
 
-class SenderRefusedError(SenderRefused, _std.SMTPSenderRefused):  # type: ignore[misc]
+class SenderRefusedError(_Message, SenderRefused, _std.SMTPSenderRefused):  # type: ignore[misc]
     """MAIL FROM was refused (``sender`` holds the address)."""
 
     def __init__(
@@ -191,11 +233,8 @@ class SenderRefusedError(SenderRefused, _std.SMTPSenderRefused):  # type: ignore
         self.args = (code, msg, sender)
         self._message = message
 
-    def __str__(self) -> str:
-        return self._message
 
-
-class RecipientsRefusedError(RecipientsRefused, _std.SMTPRecipientsRefused):
+class RecipientsRefusedError(_Message, RecipientsRefused, _std.SMTPRecipientsRefused):
     """Every recipient was refused; nothing was sent.
 
     Attributes:
@@ -216,5 +255,25 @@ class RecipientsRefusedError(RecipientsRefused, _std.SMTPRecipientsRefused):
         self.args = (recipients,)
         self._message = message
 
-    def __str__(self) -> str:
-        return self._message
+
+for _class in (
+    StartTLSNotOffered,
+    StartTLSRefused,
+    CertificateVerifyFailed,
+    TLSHandshakeFailed,
+    TLSVersionTooLow,
+    ServerDisconnected,
+    ReplyTimeout,
+    ExtensionNotSupported,
+    NoAuthExtension,
+    MalformedReply,
+    ConnectRefused,
+    BadGreeting,
+    EhloRefused,
+    DataRefused,
+    AuthFailed,
+    AuthNotFresh,
+    SenderRefusedError,
+    RecipientsRefusedError,
+):
+    _class.__module__ = _MODULE

@@ -24,17 +24,17 @@ import traceback
 from collections.abc import Sequence
 from typing import BinaryIO, Final
 
-from ._version import __version__
-from .client import connect
-from .errors import (
+from .._version import __version__
+from ..client import connect
+from ..errors import (
     AuthenticationError,
     CapabilityError,
     RecipientsRefused,
     ReplyError,
     SMTPSecError,
 )
-from .policy import Policy, Security
-from .tls import build_context
+from ..policy import Policy, Security
+from ..tls import build_context
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_WARNING", "main"]
 
@@ -47,6 +47,10 @@ EXIT_FAILURE: Final[int] = 2
 _EXIT_INTERRUPTED: Final = 130
 
 _PROG: Final = "smtpsec"
+
+
+#: ``--mode`` words -> how TLS starts (parsed once, here).
+_PROBE_MODES: Final = {"implicit": Security.IMPLICIT_TLS, "starttls": Security.STARTTLS}
 
 
 class _UsageError(Exception):
@@ -115,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--port", type=_port, help="probe only this port (default: 465, 587 and 25)")
     probe.add_argument(
         "--mode",
-        choices=("auto", "implicit", "starttls"),
+        choices=("auto", *_PROBE_MODES),
         default="auto",
         help="how TLS starts on --port (auto: 465 implicit, 587/25 STARTTLS, other "
         "ports detected from whether the server greets)",
@@ -192,14 +196,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _demo(_args: argparse.Namespace) -> int:
-    from ._cli_demo import run_demo  # imports smtpsec.testing: only when asked for
+    from ._demo import run_demo  # imports smtpsec.testing: only when asked for
 
     return run_demo(sys.stdout)
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from ._cli_probe import DEFAULT_PORTS, Mode, probe
-    from ._cli_probe_verdict import judge, render_json, render_text
+    from ._probe import DEFAULT_PORTS, probe
+    from ._probe_verdict import judge, render_json, render_text
 
     if args.discover:
         return _discover(args)
@@ -209,11 +213,11 @@ def _probe(args: argparse.Namespace) -> int:
         raise _UsageError("--mode applies to --port; a scan of 465, 587 and 25 knows each mode")
     policy = _policy(args.cafile)
     context = build_context(policy)
-    ports: list[tuple[int, Mode | None]]
+    ports: list[tuple[int, Security | None]]
     if args.port is None:
         ports = list(DEFAULT_PORTS)
     elif args.mode != "auto":
-        ports = [(args.port, args.mode)]
+        ports = [(args.port, _PROBE_MODES[args.mode])]
     else:
         known = dict(DEFAULT_PORTS)
         ports = [(args.port, known.get(args.port))]
@@ -234,7 +238,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from ._cli_discover import discover_report, render_discovery_json, render_discovery_text
+    from ._discover import discover_report, render_discovery_json, render_discovery_text
 
     resolver = None
     if args.nameserver:

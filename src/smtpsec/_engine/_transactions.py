@@ -12,16 +12,11 @@ waits for its reply. Replies are matched to commands by counting (RFC 2920
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._envelope import RecipientRefusal, SendOptions, SendResult, plan_envelope
-from ._io import IO
-from ._message import PreparedMessage
-from ._wire import Wire
-from .errors import (
+from ..errors import (
     CapabilityError,
     ConnectError,
     InvalidArgumentError,
@@ -31,9 +26,14 @@ from .errors import (
     SenderRefused,
     SMTPSecError,
 )
-from .sansio import BdatEncoder, Command, DataEncoder, Extensions, Reply
+from ..sansio import BdatEncoder, Command, DataEncoder, Extensions, Reply
+from ..sending import RecipientRefusal, SendOptions, SendResult
+from ._envelope import plan_envelope
+from ._io import IO
+from ._message import PreparedMessage
+from ._wire import Wire
 
-__all__ = ["RecipientRefusal", "SendOptions", "SendResult", "run_transactions"]
+__all__ = ["run_transactions"]
 
 #: BDAT chunk size when streaming: big enough to amortise the command, small
 #: enough that memory stays flat.
@@ -71,6 +71,7 @@ class _Tx:
     error: SMTPSecError | None = None
     result: SendResult | None = None
     size: int = 0
+    delivered: list[str] = field(default_factory=list)  # LMTP: per-recipient successes
     go_ahead: bool = False  # 354 received
     over: bool = False  # the DATA terminator went: the transaction ends with its reply
 
@@ -109,7 +110,9 @@ class _Tx:
                 self.accepted.append(address)
             else:
                 self.refused[address] = RecipientRefusal(reply.code, _enh(reply), reply.text)
-            if last and not self.accepted:
+            # A 421 ends the session (RFC 5321 §3.8): with nothing accepted so far,
+            # the message goes to none of its recipients.
+            if (last or reply.code == 421) and not self.accepted:
                 self._all_refused()
 
         return handle
@@ -146,6 +149,24 @@ class _Tx:
             # R-3030-2-4: no further chunk after this one.
             self.fail(_refusal("the server refused a BDAT chunk", reply))
 
+    def on_lmtp_final(self, address: str, last: bool) -> _Handler:
+        """LMTP (RFC 2033 §4.2): the terminator gets one reply per accepted recipient."""
+
+        def handle(reply: Reply) -> None:
+            if reply.is_success:
+                self.delivered.append(address)
+            else:
+                self.refused[address] = RecipientRefusal(reply.code, _enh(reply), reply.text)
+            if not last:
+                return
+            if not self.delivered:
+                self.fail(_refusal("the server refused the message for every recipient", reply))
+                return
+            self.accepted = self.delivered
+            self.on_final("DATA")(reply if reply.is_success else _first_success(reply))
+
+        return handle
+
     def on_final(self, method: str) -> _Handler:
         def handle(reply: Reply) -> None:
             if self.error is not None:
@@ -165,6 +186,11 @@ class _Tx:
             )
 
         return handle
+
+
+def _first_success(reply: Reply) -> Reply:
+    """The reply a mixed LMTP outcome is summarised by (the message was delivered)."""
+    return Reply(250, ("delivered to some recipients",))
 
 
 def _refusal(what: str, reply: Reply) -> ReplyError:
@@ -201,26 +227,31 @@ def _guard_8bit(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class _Engine:
-    """One run of transactions over a wire, in flights of pipelined commands."""
+    """One run of transactions over a wire, in flights of pipelined commands.
 
-    def __init__(self, wire: Wire, ext: Extensions, *, needs_rset: bool) -> None:
+    Each command is queued on the wire with its reply handler as the tag, so
+    the wire's connection is the only record of what is outstanding.
+    """
+
+    def __init__(self, wire: Wire, ext: Extensions, *, needs_rset: bool, lmtp: bool) -> None:
         self.wire = wire
+        self.lmtp = lmtp
         self.pipelining = "PIPELINING" in ext
-        self.chunking = "CHUNKING" in ext
+        # LMTP answers the end of the body once per recipient; DATA keeps that simple.
+        self.chunking = "CHUNKING" in ext and not lmtp
         self.eight_bit_ok = "8BITMIME" in ext
         self._initial_rset = needs_rset
         self._previous: _Tx | None = None  # the last transaction that sent MAIL
-        self._flight = bytearray()
-        self._due: deque[_Handler] = deque()
-        self._unwritten = 0  # commands in ``_flight``
+        self._unwritten = 0  # commands queued since the last flight
 
     # ---------------------------------------------------------------- flights
 
     def _command(self, command: Command, handler: _Handler, payload: bytes = b"") -> None:
         """Queue ``command`` (and a BDAT payload, which must travel with it)."""
-        self._flight += self.wire.queue(command)
-        self._flight += payload
-        self._due.append(handler)
+        self.wire.queue(command, tag=handler)
+        if payload:
+            self.wire.queue_content(payload)
+            self.wire.log_content(len(payload))
         self._unwritten += 1
 
     def _boundary(self) -> IO[None]:
@@ -228,23 +259,25 @@ class _Engine:
         if (
             not self.pipelining
             or self._unwritten >= _FLIGHT_COMMANDS
-            or len(self._flight) >= _FLIGHT_BYTES
+            or self.wire.unwritten >= _FLIGHT_BYTES
         ):
             yield from self._settle()
 
     def _write(self) -> IO[None]:
-        if self._flight:
-            yield from self.wire.write(bytes(self._flight))
-            self._flight.clear()
+        yield from self.wire.flush()
         self._unwritten = 0
 
     def _settle(self, keep: int = 0) -> IO[None]:
         """Write the flight, then handle replies until at most ``keep`` are due."""
         yield from self._write()
-        while len(self._due) > keep:
-            handler = self._due.popleft()
-            (response,) = yield from self.wire.read(1)
+        while self.wire.conn.awaiting > keep:
+            response = yield from self.wire.read()
+            handler = response.tag
+            assert callable(handler), "every transaction command carries its handler"
             reply = response.reply
+            # The reply is first the answer to its command (so the message
+            # records which step was refused); a 421 then ends the session.
+            handler(reply)
             if reply.code == 421:
                 # RFC 5321 §3.8: the server is closing the channel.
                 raise ReplyError(
@@ -254,7 +287,6 @@ class _Engine:
                     enhanced_status=_enh(reply),
                     text=reply.text,
                 )
-            handler(reply)
 
     # ---------------------------------------------------------------- transactions
 
@@ -395,8 +427,12 @@ class _Engine:
         yield from self._content(enc.finish())
         tx.size = enc.body_octets
         self.wire.log_content(tx.size)
-        self.wire.conn.end_data()
-        self._due.append(tx.on_final("DATA"))
+        if self.lmtp and tx.accepted:
+            for index, address in enumerate(tx.accepted):
+                last = index == len(tx.accepted) - 1
+                self.wire.end_data(tag=tx.on_lmtp_final(address, last))
+        else:
+            self.wire.end_data(tag=tx.on_final("DATA"))
         self._unwritten += 1
         # The reply to the terminator ends a real transaction either way, so the
         # next envelope may follow in the same write (RFC 2920 §3.1). After a
@@ -405,8 +441,8 @@ class _Engine:
         yield from self._boundary()
 
     def _content(self, data: bytes) -> IO[None]:
-        self._flight += data
-        if len(self._flight) >= _FLIGHT_BYTES:
+        self.wire.queue_content(data)
+        if self.wire.unwritten >= _FLIGHT_BYTES:
             yield from self._write()
 
     # ---------------------------------------------------------------- failure
@@ -435,6 +471,7 @@ def run_transactions(
     opts: SendOptions,
     *,
     needs_rset: bool,
+    lmtp: bool = False,
 ) -> IO[tuple[list[SendResult | SMTPSecError], bool]]:
     """Send ``messages`` on an open, authenticated session.
 
@@ -449,6 +486,8 @@ def run_transactions(
         messages: the prepared messages, in order.
         opts: ESMTP options for every message.
         needs_rset: a previous transaction may still be open on the server.
+        lmtp: the server speaks LMTP (RFC 2033): one reply per accepted
+            recipient after the body, each recorded per recipient.
 
     Returns:
         One outcome per message (a result, or the error for that message), and
@@ -462,7 +501,7 @@ def run_transactions(
             txs.append(_Tx(msg, error=exc))
         else:
             txs.append(_Tx(body, mail, rcpts))
-    engine = _Engine(wire, ext, needs_rset=needs_rset)
+    engine = _Engine(wire, ext, needs_rset=needs_rset, lmtp=lmtp)
     try:
         yield from engine.run(txs)
     except SMTPSecError as exc:

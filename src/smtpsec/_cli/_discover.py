@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .discovery import Endpoint, discover
+from ..discovery import Endpoint, discover
 
 __all__ = ["DiscoveryReport", "discover_report", "render_discovery_json", "render_discovery_text"]
 

@@ -17,9 +17,9 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from . import _der
-from .errors import CertificateError
-from .tls import spki_pin
+from .. import _der
+from ..errors import CertificateError
+from ..tls import spki_pin
 
 __all__ = [
     "CertificateFacts",

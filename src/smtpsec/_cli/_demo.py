@@ -16,10 +16,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Final, TextIO
 
-from .client import connect
-from .errors import CertificateError, SMTPSecError, TLSUnavailableError
-from .policy import Policy, Security
-from .testing import CA, LeafCert, SMTPServer, TLSMode
+from ..client import connect
+from ..errors import CertificateError, SMTPSecError, TLSUnavailableError
+from ..policy import Policy, Security
+from ..testing import CA, LeafCert, SMTPServer
 
 __all__ = ["run_demo"]
 
@@ -67,7 +67,7 @@ def _message(step: str) -> EmailMessage:
     return msg
 
 
-def _deliver(setup: _Setup, number: int, title: str, tls: TLSMode, security: Security) -> bool:
+def _deliver(setup: _Setup, number: int, title: str, tls: Security, security: Security) -> bool:
     _say(setup, f"[{number}/4] {title}", indent="")
     with SMTPServer(setup.leaf, tls=tls, users={_USER: setup.password}, require_auth=True) as srv:
         _say(
@@ -111,7 +111,7 @@ def _strip_attack(setup: _Setup) -> bool:
     )
     with SMTPServer(
         setup.leaf,
-        tls="starttls",
+        tls=Security.STARTTLS,
         strip_starttls=True,
         require_tls=False,
         pre_tls_auth=("PLAIN", "LOGIN"),
@@ -139,7 +139,7 @@ def _wrong_name_attack(setup: _Setup) -> bool:
         "The server presents a certificate signed by the trusted CA, but issued for "
         "mail.attacker.test, not localhost.",
     )
-    with SMTPServer(impostor, tls="implicit", users={_USER: setup.password}) as srv:
+    with SMTPServer(impostor, tls=Security.IMPLICIT_TLS, users={_USER: setup.password}) as srv:
         error = _expect_refusal(setup, srv, Security.IMPLICIT_TLS, CertificateError)
         capture = srv.wait_for_connections(1)[0]
     _say(
@@ -209,10 +209,18 @@ def run_demo(out: TextIO) -> int:
         _say(setup)
         results = [
             _deliver(
-                setup, 1, "implicit TLS (the port 465 way)", "implicit", Security.IMPLICIT_TLS
+                setup,
+                1,
+                "implicit TLS (the port 465 way)",
+                Security.IMPLICIT_TLS,
+                Security.IMPLICIT_TLS,
             ),
             _deliver(
-                setup, 2, "required STARTTLS (the port 587 way)", "starttls", Security.STARTTLS
+                setup,
+                2,
+                "required STARTTLS (the port 587 way)",
+                Security.STARTTLS,
+                Security.STARTTLS,
             ),
             _strip_attack(setup),
             _wrong_name_attack(setup),

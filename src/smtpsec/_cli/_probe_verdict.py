@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ._cli_probe import PortFacts, ProbeFacts
+from ..modes import Security
+from ._probe import PortFacts, ProbeFacts
 
 __all__ = [
     "EXPIRY_WARNING_DAYS",
@@ -76,7 +77,7 @@ class Verdict:
 
 
 def _mode_label(port: PortFacts) -> str:
-    return "implicit TLS" if port.mode == "implicit" else "STARTTLS"
+    return "implicit TLS" if port.mode is Security.IMPLICIT_TLS else "STARTTLS"
 
 
 def _port_findings(port: PortFacts, *, relay: bool) -> list[Finding]:
@@ -211,7 +212,7 @@ def _port_block(port: PortFacts, host: str) -> list[str]:
         return [*lines, _row("reachable", f"no: {port.error}")]
     if port.greeting is not None:
         lines.append(_row("greeting", port.greeting.splitlines()[0] if port.greeting else ""))
-    if port.mode == "starttls" and port.starttls_offered is not None:
+    if port.mode is Security.STARTTLS and port.starttls_offered is not None:
         lines.append(_row("starttls", "offered" if port.starttls_offered else "NOT offered"))
         before = " ".join(port.auth_before_tls)
         lines.append(
@@ -288,7 +289,7 @@ def _port_json(port: PortFacts) -> dict[str, Any]:
     cert = port.certificate
     return {
         "port": port.port,
-        "mode": port.mode,
+        "mode": port.mode.value,
         "reachable": port.reachable,
         "error": port.error,
         "verify_error": port.verify_error,

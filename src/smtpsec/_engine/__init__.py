@@ -1,0 +1,84 @@
+"""The one SMTP engine every front end drives (private).
+
+Layers inside, bottom up: ``_io`` (typed I/O requests and the two drivers),
+``_wire`` (sole owner of the transport and the protocol state), ``_phases``
+and ``_auth`` (greeting, EHLO, the STARTTLS switch, the AUTH exchange, QUIT),
+``_message``/``_envelope``/``_transactions`` (mail at the round-trip minimum),
+``_setup`` and ``_session`` (what the native and asyncio sessions share).
+The front ends (:mod:`smtpsec.client`, :mod:`smtpsec.aio`,
+:mod:`smtpsec.smtplib`, the CLI) import from here and nowhere deeper.
+"""
+
+from __future__ import annotations
+
+from . import _phases as phases
+from ._auth import authenticate
+from ._envelope import plan_envelope
+from ._io import (
+    IO,
+    Close,
+    Offload,
+    OpenConnection,
+    PendingPlaintext,
+    Poll,
+    Read,
+    Request,
+    StartTLS,
+    Write,
+    perform,
+    run_async,
+    run_sync,
+)
+from ._message import (
+    PreparedMessage,
+    check_headers,
+    envelope_from_headers,
+    flatten,
+    prepare_message,
+)
+from ._session import SessionState, emit, single
+from ._setup import (
+    DEFAULT_TIMEOUT,
+    Established,
+    Recipe,
+    connect_steps,
+    establish,
+    transport_steps,
+)
+from ._transactions import run_transactions
+from ._wire import Wire
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "IO",
+    "Close",
+    "Established",
+    "Offload",
+    "OpenConnection",
+    "PendingPlaintext",
+    "Poll",
+    "PreparedMessage",
+    "Read",
+    "Recipe",
+    "Request",
+    "SessionState",
+    "StartTLS",
+    "Wire",
+    "Write",
+    "authenticate",
+    "check_headers",
+    "connect_steps",
+    "emit",
+    "envelope_from_headers",
+    "establish",
+    "flatten",
+    "perform",
+    "phases",
+    "plan_envelope",
+    "prepare_message",
+    "run_async",
+    "run_sync",
+    "run_transactions",
+    "single",
+    "transport_steps",
+]

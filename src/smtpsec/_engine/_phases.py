@@ -1,0 +1,197 @@
+"""The dialogue's phases, each written once and driven by every front end.
+
+Greeting, EHLO (or LMTP's LHLO), the TLS handshake, the STARTTLS switch and
+QUIT. The native set-up (:mod:`._setup`), the smtplib drop-in and the CLI
+probe compose these; none of them parses replies, switches to TLS or checks
+for injected bytes on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Callable
+from typing import Final
+
+from .._advice import NATIVE
+from .._types import QUIT_WAIT
+from ..errors import (
+    RemoteProtocolError,
+    ResponseInjectionError,
+    SMTPSecError,
+    TLSUnavailableError,
+)
+from ..errors import TimeoutError as DeadlineError
+from ..guard import Guard
+from ..sansio import Command, Reply, State
+from ..tls import TLSInfo, translate_ssl_error
+from ..transports import AnyTransport
+from ._io import IO, Close, PendingPlaintext, StartTLS, perform
+from ._wire import Wire
+
+__all__ = ["abandon", "greeting", "handshake", "hello", "quit_quietly", "starttls"]
+
+#: States in which QUIT cannot (or need not) be sent.
+_NO_QUIT: Final = frozenset({State.CLOSED, State.TLS_PENDING, State.GREETING})
+
+
+def handshake(
+    transport: AnyTransport,
+    context: ssl.SSLContext,
+    *,
+    host: str,
+    port: int,
+    timeout: float,
+    implicit: bool,
+    verify_identity: Callable[[bytes], object] | None,
+    wire: Wire | None = None,
+) -> IO[AnyTransport]:
+    """Run the TLS handshake over ``transport``; return the TLS transport.
+
+    Args:
+        transport: the plaintext transport (finished afterwards, whatever happens).
+        context: from :func:`smtpsec.tls.build_context` (or the caller's own).
+        host: the name the certificate must match (also SNI).
+        port: for messages.
+        timeout: seconds for the handshake.
+        implicit: implicit TLS (the first bytes) rather than after STARTTLS.
+        verify_identity: the RFC 7817 identity check, when smtpsec does it.
+        wire: the wire whose advice words the fixes (``None``: native words).
+
+    Raises:
+        CertificateError, TLSVersionError, TLSUnavailableError: the handshake
+            failed (the ``ssl`` error is the cause); the transport is closed.
+        TimeoutError: it did not finish in time; the transport is closed.
+    """
+    advice = wire.advice if wire is not None else NATIVE
+    try:
+        return (
+            yield from perform(
+                StartTLS(transport, context, host, timeout, verify_identity=verify_identity)
+            )
+        )
+    except ssl.SSLError as exc:
+        yield from _close_quietly(transport)
+        raise translate_ssl_error(
+            exc, host=host, port=port, implicit=implicit, advice=advice
+        ) from exc
+    except DeadlineError as exc:
+        yield from _close_quietly(transport)
+        hint = f"; if this port speaks STARTTLS, {advice.starttls}" if implicit else ""
+        raise DeadlineError(f"{exc}{hint}") from exc
+    except BaseException:
+        yield from _close_quietly(transport)
+        raise
+
+
+def greeting(wire: Wire, *, implicit: bool) -> IO[Reply]:
+    """Read the server's greeting (its code is the guard's to judge).
+
+    Args:
+        wire: a fresh connection.
+        implicit: TLS started with the first byte; without it, a silent or
+            garbled port may be one that expects a TLS ClientHello.
+
+    Raises:
+        RemoteProtocolError: not an SMTP reply.
+        TimeoutError: no (complete) greeting in time.
+    """
+    try:
+        response = yield from wire.read()
+    except RemoteProtocolError as exc:
+        if implicit:
+            raise
+        raise RemoteProtocolError(
+            f"{wire.peer} did not send an SMTP greeting ({exc}); if this port speaks "
+            f"implicit TLS (port 465), {wire.advice.implicit_tls}"
+        ) from exc
+    except DeadlineError as exc:
+        if implicit or wire.conn.partial_reply:
+            raise
+        raise DeadlineError(
+            f"{wire.peer} sent no greeting within {wire.timeout:g}s; this port may speak "
+            f"implicit TLS: {wire.advice.implicit_tls}"
+        ) from exc
+    return response.reply
+
+
+def hello(wire: Wire, name: str, *, lmtp: bool = False) -> IO[Reply]:
+    """Send EHLO (LHLO for LMTP) and return the reply; on 250 the extensions are known."""
+    return (yield from wire.command(Command("LHLO" if lmtp else "EHLO", name)))
+
+
+def starttls(
+    wire: Wire,
+    guard: Guard,
+    context: ssl.SSLContext,
+    *,
+    verify_identity: Callable[[bytes], object] | None,
+) -> IO[tuple[Reply, TLSInfo]]:
+    """The one STARTTLS switch (RFC 3207): command, 220, injection check, handshake.
+
+    Afterwards the wire runs over TLS and every capability learnt before is
+    forgotten (a fresh EHLO is required, R-3207-4.2-1).
+
+    Returns:
+        The ``220`` reply and the facts of the new TLS session.
+
+    Raises:
+        TLSUnavailableError: STARTTLS was refused (the guard's verdict).
+        ResponseInjectionError: bytes arrived after the 220 and before the
+            handshake (R-EAST-BR-1): an attack, never a genuine server.
+        CertificateError, TLSVersionError, TimeoutError: the handshake failed.
+    """
+    reply = yield from wire.command(Command("STARTTLS"))
+    guard.after_starttls_reply(reply)
+    # Bytes after the 220 reached the parser (kept as evidence) or still wait
+    # in the kernel: check both. A genuine server sends nothing until the
+    # client's ClientHello.
+    pending = yield from perform(PendingPlaintext(wire.transport))
+    if wire.conn.injected_data or pending:
+        raise ResponseInjectionError(
+            f"{wire.peer} (or an attacker in the path) sent data after the 220 reply to "
+            "STARTTLS and before the TLS handshake; the connection was aborted (response "
+            "injection). A genuine server never does this"
+        )
+    tls = yield from handshake(
+        wire.transport,
+        context,
+        host=wire.host,
+        port=wire.port,
+        timeout=wire.timeout,
+        implicit=False,
+        verify_identity=verify_identity,
+        wire=wire,
+    )
+    wire.upgraded(tls)
+    wire.conn.tls_started()
+    info = tls.tls
+    if info is None:  # pragma: no cover - a transport bug, never a server's doing
+        raise TLSUnavailableError(f"the transport to {wire.peer} reports no TLS after a handshake")
+    return reply, info
+
+
+def quit_quietly(wire: Wire) -> IO[None]:
+    """Say QUIT when the channel allows it, wait briefly for 221, then close.
+
+    Used on every exit path: an error, a cancellation or a normal close. The
+    wait is bounded (R-8314-3.4-2): a server that never answers must not hold
+    the caller for a whole reply timeout.
+    """
+    if wire.conn.awaiting == 0 and wire.conn.state not in _NO_QUIT:
+        wire.timeout = min(wire.timeout, QUIT_WAIT)
+        with contextlib.suppress(SMTPSecError):  # best effort: the original error matters
+            yield from wire.command(Command("QUIT"))
+    yield from _close_quietly(wire.transport)
+    wire.conn.close()
+
+
+def abandon(wire: Wire) -> IO[None]:
+    """Close without QUIT (cancellation, or a reply may still be due)."""
+    wire.conn.close()
+    yield from _close_quietly(wire.transport)
+
+
+def _close_quietly(transport: AnyTransport) -> IO[None]:
+    with contextlib.suppress(Exception):  # closing a broken transport may fail too
+        yield from perform(Close(transport))

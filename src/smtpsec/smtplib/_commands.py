@@ -1,0 +1,134 @@
+"""smtplib's text in, the engine's values out: command lines, options, replies, timeouts.
+
+The drop-in keeps smtplib's surface (``putcmd("mail", "FROM:<a@b> SIZE=1")``,
+``mail(addr, ["BODY=8BITMIME"])``, replies as ``(code, bytes)``). This module
+turns that text into :class:`~smtpsec.sansio.Command` values, which the
+engine's one rule set validates (control characters, address syntax, lengths),
+and renders the engine's replies back the way smtplib does.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Final
+
+from ..errors import InvalidArgumentError
+from ..sansio import Command, Reply, ehlo_name
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "address_command",
+    "checked_ehlo_name",
+    "parse_line",
+    "parse_options",
+    "reply_bytes",
+    "resolve_timeout",
+    "stdlib_wording",
+]
+
+#: Used when the caller gives no timeout and no socket default is set: smtplib
+#: would wait forever (R-PY-11).
+DEFAULT_TIMEOUT: Final = 60.0
+
+
+def stdlib_wording(line: str, exc: InvalidArgumentError) -> InvalidArgumentError:
+    """smtplib's wording for a refused line with CR or LF, followed by smtpsec's reason.
+
+    Code written for smtplib searches for "prohibited newline characters"
+    (bpo-43124); the reason after it says which character and why.
+    """
+    if "\r" not in line and "\n" not in line:
+        return exc
+    shown = line.replace("\n", "\\n").replace("\r", "\\r")
+    error = InvalidArgumentError(
+        f"command and arguments contain prohibited newline characters: {shown} ({exc})"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def parse_options(options: Iterable[str], what: str) -> dict[str, str | None]:
+    """ESMTP options as smtplib takes them (``["SIZE=10", "SMTPUTF8"]``) -> parameters.
+
+    Raises:
+        InvalidArgumentError: a non-str option, an empty one, or one holding a
+            space (one option is one parameter); the keyword and value rules
+            are the engine's, checked when the command is encoded.
+    """
+    params: dict[str, str | None] = {}
+    for option in options:
+        if not isinstance(option, str) or not option.strip():
+            raise InvalidArgumentError(f"{what} option {option!r} is empty or not a str")
+        if " " in option:
+            raise InvalidArgumentError(
+                f"{what} option {option!r} contains a space: give each ESMTP parameter as "
+                "its own list item, e.g. ['BODY=8BITMIME', 'SMTPUTF8']"
+            )
+        key, eq, value = option.partition("=")
+        params[key] = value if eq else None
+    return params
+
+
+def address_command(verb: str, address: str, options: Iterable[str]) -> Command:
+    """``MAIL``/``RCPT`` for an address and smtplib-style options."""
+    if not isinstance(address, str):
+        raise InvalidArgumentError(f"the {verb} address must be a str, not {type(address)!r}")
+    bare = address.strip()
+    if bare.startswith("<") and bare.endswith(">"):
+        bare = bare[1:-1]  # smtplib's quoteaddr() form
+    return Command(verb, bare, parse_options(options, verb) or None)
+
+
+def parse_line(line: str) -> Command:
+    """One command line as ``putcmd``/``docmd`` receive it -> a :class:`Command`.
+
+    ``MAIL FROM:<a> K=V`` and ``RCPT TO:<b>`` are split into address and
+    parameters, so the engine's address and parameter rules apply to them as
+    to the native API; other verbs keep their argument text.
+    """
+    verb, _, rest = line.strip(" ").partition(" ")
+    upper = verb.upper()
+    if upper in ("MAIL", "RCPT"):
+        prefix = "FROM:" if upper == "MAIL" else "TO:"
+        if not rest[: len(prefix)].upper() == prefix:
+            raise InvalidArgumentError(
+                f"{upper} needs '{prefix}<address>', got {line[:80]!r}; use "
+                f"{'mail' if upper == 'MAIL' else 'rcpt'}(address, options)"
+            )
+        path, _, params = rest[len(prefix) :].strip(" ").partition(" ")
+        return address_command(upper, path, params.split(" ") if params else ())
+    if upper == "AUTH":
+        return Command(upper, rest, redact=True)
+    return Command(upper, rest)
+
+
+def checked_ehlo_name(name: str) -> str:
+    """The EHLO argument for a ``local_hostname``, validated like the native client's."""
+    return ehlo_name(name)
+
+
+def reply_bytes(reply: Reply) -> bytes:
+    """smtplib's rendering of a reply: each line's text, stripped, joined by LF."""
+    return b"\n".join(line.strip(" \t\r\n").encode("utf-8") for line in reply.lines)
+
+
+def resolve_timeout(timeout: object) -> float:
+    """The timeout to use: the caller's number, else the socket default, else 60 s.
+
+    smtplib's "no timeout given" sentinel and ``None`` both mean "the default";
+    smtpsec never blocks without a bound (R-PY-11).
+
+    Raises:
+        InvalidArgumentError: zero or a negative number (smtplib refuses
+            non-blocking sockets too).
+    """
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        if timeout <= 0:
+            raise InvalidArgumentError(
+                f"timeout={timeout!r} is not supported: pass a positive number of "
+                "seconds (or leave it out for the 60 s default)"
+            )
+        return float(timeout)
+    default = socket.getdefaulttimeout()
+    return default if default is not None else DEFAULT_TIMEOUT
