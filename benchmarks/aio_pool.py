@@ -239,9 +239,9 @@ async def _smtpsec(server: _Server, n: int, payload: _Payload, batch: int) -> tu
         local_hostname=EHLO_NAME,
         timeout=TIMEOUT,
     )
-    items: list[EmailMessage] | list[smtpsec.aio.Outgoing] = payload.emails
+    items: list[EmailMessage] | list[smtpsec.Outgoing] = payload.emails
     if payload.raw is not None:
-        items = [smtpsec.aio.Outgoing(data, sender, rcpts) for sender, rcpts, data in payload.raw]
+        items = [smtpsec.Outgoing(data, sender, rcpts) for sender, rcpts, data in payload.raw]
     start = time.perf_counter()
     try:
         outcomes = await pool.send_many(items, batch=batch)

@@ -29,6 +29,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from smtpsec import smtplib  # was: import smtplib
+from smtpsec import Security
 from smtpsec.testing import SMTPServer
 
 
@@ -80,7 +81,7 @@ def main() -> int:
         return 0
 
     user, password = "ann@example.test", "demo-password"
-    for tls in ("implicit", "starttls"):
+    for tls in (Security.IMPLICIT_TLS, Security.STARTTLS):
         with SMTPServer(tls=tls, users={user: password}) as server:
             assert server.ca is not None
             with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +93,7 @@ def main() -> int:
                     password,
                     "bob@example.test",
                     cafile,
-                    implicit=tls == "implicit",
+                    implicit=tls is Security.IMPLICIT_TLS,
                 )
             assert len(server.messages) == 1
     return 0

@@ -68,7 +68,7 @@ def test_R_LIB_GUARD_1_record_expectation_forget_round_trip(store: Path) -> None
     expectation = memory.expectation(ANN)
     assert expectation is not None
     assert (expectation.mode, expectation.tls_version, expectation.verified) == (
-        "starttls",
+        Security.STARTTLS,
         "TLSv1.3",
         True,
     )
@@ -87,12 +87,12 @@ def test_accounts_are_listed_sorted(store: Path) -> None:
     memory = TLSMemory(store)
     other = Account("zed", "a.example.test", 465)
     for account in (BOB, ANN, other):
-        memory.record(account, mode="implicit_tls", tls_version="TLSv1.2")
+        memory.record(account, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.2")
     assert memory.accounts() == [other, ANN, BOB]
 
 
 def test_store_is_human_readable_versioned_json(store: Path) -> None:
-    TLSMemory(store).record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+    TLSMemory(store).record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
     text = store.read_text(encoding="utf-8")
     assert text.endswith("\n")
     assert '\n  "version": 1,' in text
@@ -127,13 +127,13 @@ def test_account_rejects_bad_keys(user: str, host: str, port: int, match: str) -
 
 def test_R_LIB_GUARD_3_record_never_downgrades(store: Path) -> None:
     memory = TLSMemory(store)
-    memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+    memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
     first = memory.expectation(ANN)
     memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.2")
     after = memory.expectation(ANN)
     assert first is not None
     assert after is not None
-    assert (after.mode, after.tls_version) == ("implicit_tls", "TLSv1.3")
+    assert (after.mode, after.tls_version) == (Security.IMPLICIT_TLS, "TLSv1.3")
     assert after.first_seen == first.first_seen
     assert after.last_seen >= first.last_seen
 
@@ -141,16 +141,16 @@ def test_R_LIB_GUARD_3_record_never_downgrades(store: Path) -> None:
 def test_record_keeps_the_strongest_of_each_field(store: Path) -> None:
     memory = TLSMemory(store)
     memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.2")
-    memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.2")
+    memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.2")
     memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.3")
     expectation = memory.expectation(ANN)
     assert expectation is not None
-    assert (expectation.mode, expectation.tls_version) == ("implicit_tls", "TLSv1.3")
+    assert (expectation.mode, expectation.tls_version) == (Security.IMPLICIT_TLS, "TLSv1.3")
 
 
 def test_R_LIB_GUARD_3_changing_mode_needs_forget(store: Path) -> None:
     memory = TLSMemory(store)
-    memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+    memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
     assert memory.forget(ANN)
     memory.record(ANN, mode=Security.STARTTLS, tls_version="TLSv1.3")
     expectation = memory.expectation(ANN)
@@ -215,7 +215,7 @@ def test_R_LIB_GUARD_2_corrupt_store_fails_closed(store: Path, content: bytes) -
     with pytest.warns(SMTPSecWarning, match="treated as TLS-required"):
         assert memory.expectation(ANN) is None
     for change in (
-        lambda: memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3"),
+        lambda: memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3"),
         lambda: memory.forget(ANN),
         memory.accounts,
     ):
@@ -243,7 +243,7 @@ def test_R_LIB_GUARD_2_unreadable_store_fails_closed(store: Path) -> None:
     with pytest.warns(SMTPSecWarning, match=str(store)):
         assert memory.requires_tls(ANN) is True
     with pytest.raises(PolicyError, match="corrupt or unreadable"):
-        memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+        memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
 
 
 @pytest.mark.skipif(
@@ -264,7 +264,7 @@ def test_fixing_the_file_recovers(store: Path) -> None:
     assert memory.corrupt is not None
     store.unlink()  # the documented reset
     assert memory.corrupt is None
-    memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+    memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
     assert memory.requires_tls(ANN)
 
 
@@ -304,7 +304,7 @@ def test_store_is_private_0600(store: Path) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
 def test_missing_directory_is_created_private(tmp_path: Path) -> None:
     path = tmp_path / "config" / "smtpsec" / "tls.json"
-    TLSMemory(path).record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+    TLSMemory(path).record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
     assert TLSMemory(path).requires_tls(ANN)
     assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
 
@@ -313,7 +313,7 @@ def test_failed_write_keeps_old_contents_and_cleans_up(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     memory = TLSMemory(store)
-    memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+    memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
     before = store.read_bytes()
 
     def disk_full(src: object, dst: object) -> None:
@@ -336,7 +336,7 @@ def test_lock_that_cannot_be_created_is_a_policy_error(tmp_path: Path) -> None:
     blocker.write_text("")
     memory = TLSMemory(blocker / "tls.json")
     with pytest.raises(PolicyError, match="cannot open the TLS memory lock"):
-        memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+        memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses fcntl.flock")
@@ -348,14 +348,15 @@ def test_lock_held_by_someone_else_times_out(store: Path) -> None:
         fcntl.flock(holder, fcntl.LOCK_EX)
         memory = TLSMemory(store, lock_timeout=0.05)
         with pytest.raises(PolicyError, match="another process has held"):
-            memory.record(ANN, mode="implicit_tls", tls_version="TLSv1.3")
+            memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
     assert not store.exists()
-    TLSMemory(store).record(ANN, mode="implicit_tls", tls_version="TLSv1.3")  # released
+    TLSMemory(store).record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")  # released
     assert TLSMemory(store).requires_tls(ANN)
 
 
 WRITER = """
 import sys
+from smtpsec import Security
 from smtpsec.memory import Account, TLSMemory
 
 path, prefix = sys.argv[1], sys.argv[2]
@@ -363,7 +364,7 @@ memory = TLSMemory(path)
 sys.stdin.readline()  # start together with the other writer
 for i in range(50):
     account = Account(f"{prefix}{i}", "smtp.example.test", 465)
-    memory.record(account, mode="implicit_tls", tls_version="TLSv1.3")
+    memory.record(account, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
 """
 
 

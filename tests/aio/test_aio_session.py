@@ -133,7 +133,7 @@ async def test_send_many_outcomes_in_order_with_a_refusal_in_the_middle(
     batch = [
         message(0),
         message(1, to="gone@example.test"),
-        smtpsec.aio.Outgoing(message(2), recipients=["carol@example.test"]),
+        smtpsec.Outgoing(message(2), recipients=["carol@example.test"]),
         message(3),
     ]
     async with smtpsec.aio.connect("localhost", srv.port, **login_args) as session:

@@ -29,9 +29,10 @@ def pair() -> Iterator[tuple[Wire, socket.socket]]:
         right.sendall(b"220 hi\r\n")
         run_sync(wire.read())
         wire.queue(Command("EHLO", "[127.0.0.1]"))
+        run_sync(wire.flush())
+        right.recv(1024)
         right.sendall(b"250-peer\r\n250 PIPELINING\r\n")
         run_sync(wire.read())
-        right.recv(1024)
         yield wire, right
 
 

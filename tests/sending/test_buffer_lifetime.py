@@ -54,7 +54,7 @@ _SCENARIO = textwrap.dedent(
         return msg
 
     big = message("x" * 5000)
-    with SMTPServer(ca.issue("localhost"), tls=Security.IMPLICIT_TLS, extensions=("SIZE 1000",
+    with SMTPServer(ca.issue("localhost"), tls=IMPLICIT, extensions=("SIZE 1000",
             "PIPELINING", "8BITMIME")) as srv:
         with smtpsec.connect("localhost", srv.port, security=IMPLICIT, policy=policy) as session:
             for bad in (message(to=False), big):

@@ -64,6 +64,8 @@ def test_teardown_stops_servers_and_reports_hook_errors(pytester: pytest.Pyteste
         """
         import socket
 
+        from smtpsec import Security
+
         def boom(session, line):
             raise RuntimeError("hook exploded")
 

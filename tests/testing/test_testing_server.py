@@ -160,7 +160,7 @@ def test_default_server_builds_its_own_ca() -> None:
         assert srv.cert is not None
         with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=srv.client_context()) as client:
             assert client.noop()[0] == 250
-        assert "implicit" in repr(srv)
+        assert "IMPLICIT_TLS" in repr(srv)
     assert "unbound" in repr(SMTPServer(tls=Security.PLAINTEXT))
 
 

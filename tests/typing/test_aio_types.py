@@ -51,7 +51,7 @@ async def _check_session(session: smtpsec.aio.AsyncSession) -> None:  # pragma: 
     )
     assert_type(await session.send(message, options=smtpsec.SendOptions()), smtpsec.SendResult)
     outcomes = await session.send_many(
-        [message, smtpsec.aio.Outgoing(b"raw", "a@example.test", ["b@example.test"])]
+        [message, smtpsec.Outgoing(b"raw", "a@example.test", ["b@example.test"])]
     )
     assert_type(outcomes, list[smtpsec.SendResult | smtpsec.SMTPSecError])
     assert_type(await session.noop(), Reply)

@@ -195,18 +195,18 @@ def _parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 
 
-def _demo(_args: argparse.Namespace) -> int:
+def _run_demo(_args: argparse.Namespace) -> int:
     from ._demo import run_demo  # imports smtpsec.testing: only when asked for
 
     return run_demo(sys.stdout)
 
 
-def _probe(args: argparse.Namespace) -> int:
+def _run_probe(args: argparse.Namespace) -> int:
     from ._probe import DEFAULT_PORTS, probe
     from ._probe_verdict import judge, render_json, render_text
 
     if args.discover:
-        return _discover(args)
+        return _run_discover(args)
     if args.nameserver:
         raise _UsageError("--nameserver applies to --discover")
     if args.port is None and args.mode != "auto":
@@ -237,7 +237,7 @@ def _probe(args: argparse.Namespace) -> int:
     return verdict.exit_code
 
 
-def _discover(args: argparse.Namespace) -> int:
+def _run_discover(args: argparse.Namespace) -> int:
     from ._discover import discover_report, render_discovery_json, render_discovery_text
 
     resolver = None
@@ -297,7 +297,7 @@ def _open_message(path: str) -> BinaryIO:
         raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _send(args: argparse.Namespace) -> int:
+def _run_send(args: argparse.Namespace) -> int:
     password = _password(args)
     if (password is None) != (args.user is None):
         raise _UsageError(
@@ -333,7 +333,7 @@ def _send(args: argparse.Namespace) -> int:
     return EXIT_WARNING if result.refused else EXIT_OK
 
 
-_COMMANDS: Final = {"demo": _demo, "probe": _probe, "send": _send}
+_COMMANDS: Final = {"demo": _run_demo, "probe": _run_probe, "send": _run_send}
 
 
 # --------------------------------------------------------------------------- main

@@ -251,8 +251,9 @@ def _converse(
     if mode is Security.STARTTLS:
         notes.before_tls = extensions
         guard.after_ehlo(extensions, tls=False)
+        yield from phases.ask_starttls(wire, guard)
         notes.handshake_failed = True
-        _reply, notes.tls = yield from phases.starttls(wire, guard, context, verify_identity=None)
+        notes.tls = yield from phases.switch_to_tls(wire, context, verify_identity=None)
         notes.handshake_failed = False
         if handshake_only:
             return

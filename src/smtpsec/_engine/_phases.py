@@ -29,7 +29,16 @@ from ..transports import AnyTransport
 from ._io import IO, Close, PendingPlaintext, StartTLS, perform
 from ._wire import Wire
 
-__all__ = ["abandon", "greeting", "handshake", "hello", "quit_quietly", "starttls"]
+__all__ = [
+    "abandon",
+    "ask_starttls",
+    "greeting",
+    "handshake",
+    "hello",
+    "quit_quietly",
+    "starttls",
+    "switch_to_tls",
+]
 
 #: States in which QUIT cannot (or need not) be sent.
 _NO_QUIT: Final = frozenset({State.CLOSED, State.TLS_PENDING, State.GREETING})
@@ -127,19 +136,23 @@ def starttls(
     *,
     verify_identity: Callable[[bytes], object] | None,
 ) -> IO[tuple[Reply, TLSInfo]]:
-    """The one STARTTLS switch (RFC 3207): command, 220, injection check, handshake.
-
-    Afterwards the wire runs over TLS and every capability learnt before is
-    forgotten (a fresh EHLO is required, R-3207-4.2-1).
+    """The one STARTTLS switch (RFC 3207): :func:`ask_starttls`, then :func:`switch_to_tls`.
 
     Returns:
         The ``220`` reply and the facts of the new TLS session.
+    """
+    reply = yield from ask_starttls(wire, guard)
+    info = yield from switch_to_tls(wire, context, verify_identity=verify_identity)
+    return reply, info
+
+
+def ask_starttls(wire: Wire, guard: Guard) -> IO[Reply]:
+    """Send STARTTLS, require 220, and refuse any byte that follows it before TLS.
 
     Raises:
         TLSUnavailableError: STARTTLS was refused (the guard's verdict).
         ResponseInjectionError: bytes arrived after the 220 and before the
             handshake (R-EAST-BR-1): an attack, never a genuine server.
-        CertificateError, TLSVersionError, TimeoutError: the handshake failed.
     """
     reply = yield from wire.command(Command("STARTTLS"))
     guard.after_starttls_reply(reply)
@@ -153,6 +166,24 @@ def starttls(
             "STARTTLS and before the TLS handshake; the connection was aborted (response "
             "injection). A genuine server never does this"
         )
+    return reply
+
+
+def switch_to_tls(
+    wire: Wire,
+    context: ssl.SSLContext,
+    *,
+    verify_identity: Callable[[bytes], object] | None,
+) -> IO[TLSInfo]:
+    """After an accepted STARTTLS: the handshake, then the wire runs over TLS.
+
+    Every capability learnt before is forgotten (a fresh EHLO is required,
+    R-3207-4.2-1).
+
+    Raises:
+        CertificateError, TLSVersionError, TLSUnavailableError, TimeoutError:
+            the handshake failed (the transport is closed).
+    """
     tls = yield from handshake(
         wire.transport,
         context,
@@ -168,7 +199,7 @@ def starttls(
     info = tls.tls
     if info is None:  # pragma: no cover - a transport bug, never a server's doing
         raise TLSUnavailableError(f"the transport to {wire.peer} reports no TLS after a handshake")
-    return reply, info
+    return info
 
 
 def quit_quietly(wire: Wire) -> IO[None]:
