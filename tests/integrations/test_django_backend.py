@@ -1,5 +1,9 @@
 """The Django email backend, driven through Django's real mail API against loopback servers.
 
+These tests configure it with the ``EMAIL_*`` settings: the only way on Django 4.2
+and 5.2, and still supported (deprecated) on 6.1 when ``MAILERS`` is not set. The
+``MAILERS`` configuration is tested in ``test_django_mailers.py``.
+
 Requirement IDs: R-8314-5.2-1 (TLS required by default), R-PY-6 (no "STARTTLS if
 offered"), R-8314-5.1-7 (no credentials before TLS), R-8314-5.5 (client certificates).
 """
@@ -7,11 +11,13 @@ offered"), R-8314-5.1-7 (no credentials before TLS), R-8314-5.5 (client certific
 from __future__ import annotations
 
 import socket
+import warnings
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
@@ -26,8 +32,14 @@ from smtpsec import (
     SMTPSecError,
     TLSUnavailableError,
 )
-from smtpsec.integrations.django import DEFAULT_TIMEOUT, EmailBackend
+from smtpsec.integrations.django import DEFAULT_TIMEOUT, EmailBackend, _envelope_address
 from smtpsec.testing import CA, LeafCert, SMTPServer
+
+pytestmark = [
+    # A deprecation warning whose origin is smtpsec fails the test.
+    pytest.mark.filterwarnings(r"error::DeprecationWarning:smtpsec(\.|$)"),
+    pytest.mark.filterwarnings(r"error::PendingDeprecationWarning:smtpsec(\.|$)"),
+]
 
 USER = "ann"
 PASSWORD = "canary-django-7f3a9"  # a canary: it must never appear before TLS
@@ -509,3 +521,131 @@ def test_client_cert_twice_is_improperly_configured(
     with pytest.raises(ImproperlyConfigured, match="both set"):
         EmailBackend()
     assert EmailBackend(ssl_certfile="", policy=policy).policy is policy
+
+
+# --------------------------------------------------------------------------- Django versions
+
+
+def test_email_settings_path_raises_no_deprecation_warning(
+    smtpsec_server: Any, settings_for: Any, deprecation_free: Any
+) -> None:
+    """No deprecation warning from building, sending or closing (Django 6.1 deprecates
+    reading EMAIL_*, sanitize_address() and BaseEmailBackend's fail_silently)."""
+    srv = _server(smtpsec_server)
+    settings_for(srv, EMAIL_USE_TLS=True, EMAIL_TIMEOUT=10)
+    messages = [
+        mail.EmailMessage("s", "b", "Zoë <zoe@bücher.example>", ["bob@example.test"]),
+        mail.EmailMessage("s", "b", "x@example.test", ["y@example.test"], bcc=["z@example.test"]),
+    ]
+    with deprecation_free():
+        backend = EmailBackend(fail_silently=True)
+        assert (backend.alias, backend.fail_silently, backend.timeout) == (None, True, 10.0)
+        assert backend.send_messages(messages) == 2
+        backend.close()
+    assert len(srv.messages) == 2
+
+
+def test_unknown_keyword_argument_is_a_type_error(settings_for: Any, smtpsec_server: Any) -> None:
+    """A typo is not ignored (Django 4.2/5.2 would; 6.1 deprecates ignoring it)."""
+    settings_for(_server(smtpsec_server))
+    with pytest.raises(TypeError, match=r"unknown keyword argument.*'use_tsl'.*Check the spelling"):
+        EmailBackend(use_tsl=True)
+    with pytest.raises(TypeError, match="'hots'"):
+        mail.get_connection(BACKEND, hots="smtp.example.test")
+
+
+@pytest.mark.skipif(django.VERSION >= (6, 1), reason="Django 6.1 and later use MAILERS when set")
+def test_mailers_setting_is_ignored_before_django_6_1(
+    smtpsec_server: Any, settings_for: Any
+) -> None:
+    """Django 4.2/5.2 know no MAILERS; a project preparing for 6.1 still sends with EMAIL_*."""
+    srv = _server(smtpsec_server)
+    settings_for(srv, MAILERS={"default": {"BACKEND": BACKEND, "OPTIONS": {"host": "x.invalid"}}})
+    assert mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"]) == 1
+    assert EmailBackend().host == "localhost"
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+ADDRESSES: list[object] = [
+    "a@example.com",
+    "Ann <ann@example.com>",
+    '"Doe, John" <jd@example.com>',
+    "Zoë <zoe@bücher.example>",
+    "zoe@BÜCHER.example",
+    "Ñame Ñame <n@ñ.example>",
+    "=?utf-8?q?Zo=C3=AB?= <zoe@example.com>",
+    "webmaster",
+    "jörg@example.com",
+    '"john doe"@example.com',
+    '"quoted\\"x"@example.com',
+    "a@[127.0.0.1]",
+    "<a@b.example>",
+    "(comment) a@b.example",
+    "a.b+tag@sub.example.com",
+    ("Ann Ü", "ann@bücher.example"),
+]
+INVALID_ADDRESSES: list[object] = [
+    "",
+    "a@b.example, c@d.example",
+    "a@b.example\nBcc: x@y.example",
+    "Ann <ann@example.com> trailing",
+    "undisclosed-recipients:;",
+    "@example.com",
+    "a@b@c",
+    ("", "no-at-sign"),
+    ("Ann", "ann@example.com\r\nBcc: x@y.example"),
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES + INVALID_ADDRESSES, ids=repr)
+@pytest.mark.parametrize("encoding", ["utf-8", "iso-8859-1"])
+def test_envelope_address_matches_djangos_sanitize_address(address: object, encoding: str) -> None:
+    """Django 6.1 deprecates sanitize_address(); our replacement gives the same envelope."""
+    message_module = pytest.importorskip("django.core.mail.message")
+    sanitize_address = getattr(message_module, "sanitize_address", None)
+    if sanitize_address is None:
+        pytest.skip("this Django no longer has sanitize_address() to compare with")
+    import email.utils
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            sanitized = sanitize_address(address, encoding)
+        except ValueError:
+            expected: str | None = None
+        else:
+            expected = email.utils.parseaddr(sanitized)[1] or sanitized
+    if expected is None:
+        with pytest.raises(ValueError, match="Invalid address"):
+            _envelope_address(address, encoding)
+    else:
+        assert _envelope_address(address, encoding) == expected
+
+
+def test_envelope_address_punycodes_domains_and_drops_display_names() -> None:
+    assert _envelope_address("Zoë <zoe@bücher.example>", "utf-8") == "zoe@xn--bcher-kva.example"
+    assert _envelope_address('"Doe, John" <jd@example.com>', "utf-8") == "jd@example.com"
+    assert _envelope_address("webmaster", "utf-8") == "webmaster"  # Django allows it (#15042)
+    with pytest.raises(ValueError, match="newlines"):
+        _envelope_address(("Ann", "ann@example.com\nBcc: x@y.example"), "utf-8")
+
+
+def test_idn_domain_and_non_ascii_display_name_end_to_end(
+    smtpsec_server: Any, settings_for: Any
+) -> None:
+    """The envelope gets the punycode domain; the headers keep an encoded display name."""
+    srv = _server(smtpsec_server)
+    settings_for(srv)
+    message = mail.EmailMessage(
+        "s", "b", "Zoë Ünïcode <zoe@bücher.example>", ["Bø <bo@exämple.test>", "c@example.test"]
+    )
+    assert mail.get_connection().send_messages([message]) == 1
+    (msg,) = srv.messages
+    assert msg.sender == "zoe@xn--bcher-kva.example"
+    assert msg.recipients == ("bo@xn--exmple-cua.test", "c@example.test")
+    from_header = next(line for line in msg.data.split(b"\r\n") if line.startswith(b"From:"))
+    assert b"=?utf-8?" in from_header.lower()  # RFC 2047 encoded-word, not raw UTF-8
+    assert from_header.isascii()

@@ -60,4 +60,9 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
     assert_type(backend.policy, Policy)
     assert_type(backend.timeout, float)
     assert_type(DEFAULT_TIMEOUT, float)
+    assert_type(backend.alias, str | None)
+    assert_type(backend.port, int)
+    assert_type(backend.fail_silently, bool)
     backend.close()
+    # As Django 6.1's mail.mailers builds it from MAILERS["default"]["OPTIONS"].
+    EmailBackend(alias="default", host="smtp.example.test", use_tls=True, policy=Policy())
