@@ -95,7 +95,9 @@ def main() -> int:
     user, password = "news@example.test", "demo-password"
     recipients = ["ann@example.test", "bob@example.test", "gone@example.test", "eve@example.test"]
     refuse = {"gone@example.test": (550, "5.1.1 mailbox unavailable")}
-    with SMTPServer(tls=Security.IMPLICIT_TLS, users={user: password}, refuse_recipients=refuse) as server:
+    with SMTPServer(
+        tls=Security.IMPLICIT_TLS, users={user: password}, refuse_recipients=refuse
+    ) as server:
         assert server.ca is not None  # the server made a throwaway CA for itself
         with tempfile.TemporaryDirectory() as tmp:
             cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")

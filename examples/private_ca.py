@@ -61,7 +61,10 @@ def main() -> int:
     implicit = smtpsec.Security.IMPLICIT_TLS
     ca = CA.create("Example Corp internal CA")
     leaf = ca.issue("localhost", ips=("127.0.0.1",))
-    with tempfile.TemporaryDirectory() as tmp, SMTPServer(leaf, tls=Security.IMPLICIT_TLS) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SMTPServer(leaf, tls=Security.IMPLICIT_TLS) as server,
+    ):
         cafile = str(ca.write_cafile(Path(tmp) / "internal-ca.pem"))
         show("public roots only", "localhost", server.port, smtpsec.Policy(), implicit)
         show("private CA", "localhost", server.port, smtpsec.Policy(cafile=cafile), implicit)

@@ -78,7 +78,9 @@ def main() -> int:
     user, password = "news@example.test", "demo-password"
     recipients = ["ann@example.test", "gone@example.test", "bob@example.test"]
     refuse = {"gone@example.test": (550, "5.1.1 mailbox unavailable")}
-    with SMTPServer(tls=Security.STARTTLS, users={user: password}, refuse_recipients=refuse) as server:
+    with SMTPServer(
+        tls=Security.STARTTLS, users={user: password}, refuse_recipients=refuse
+    ) as server:
         assert server.ca is not None
         with tempfile.TemporaryDirectory() as tmp:
             cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")

@@ -28,8 +28,10 @@ import tempfile
 from email.message import EmailMessage
 from pathlib import Path
 
-from smtpsec import smtplib  # was: import smtplib
-from smtpsec import Security
+from smtpsec import (
+    Security,
+    smtplib,  # was: import smtplib
+)
 from smtpsec.testing import SMTPServer
 
 

@@ -69,7 +69,9 @@ def main() -> int:
     user, password = "ann@example.test", "demo-password"
     # Before TLS this server advertises AUTH PLAIN as bait; a correct client
     # ignores it and authenticates only inside TLS.
-    with SMTPServer(tls=Security.STARTTLS, users={user: password}, pre_tls_auth=("PLAIN",)) as server:
+    with SMTPServer(
+        tls=Security.STARTTLS, users={user: password}, pre_tls_auth=("PLAIN",)
+    ) as server:
         assert server.ca is not None
         with tempfile.TemporaryDirectory() as tmp:
             cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")

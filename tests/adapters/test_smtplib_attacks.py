@@ -119,7 +119,7 @@ def test_tls_below_1_2_is_refused_even_with_a_callers_context(smtpsec_ca, smtpse
         legacy.minimum_version = ssl.TLSVersion.TLSv1
         legacy.set_ciphers("DEFAULT:@SECLEVEL=0")
     srv = smtpsec_server(Security.IMPLICIT_TLS, cert=server_ctx)
-    with pytest.raises(smtpsec.TLSVersionError, match="TLS 1.2 floor"):
+    with pytest.raises(smtpsec.TLSVersionError, match=r"TLS 1\.2 floor"):
         smtplib.SMTP_SSL("127.0.0.1", srv.port, context=legacy)
     with pytest.raises(smtpsec.TLSVersionError):
         smtplib.SMTP_SSL("127.0.0.1", srv.port, context=smtpsec_ca.client_context())

@@ -75,7 +75,7 @@ def settings_for(trusting_policy: Policy) -> Iterator[Any]:
         override.disable()
 
 
-def _server(factory: Any, tls: str = "starttls", **options: Any) -> SMTPServer:
+def _server(factory: Any, tls: Security = Security.STARTTLS, **options: Any) -> SMTPServer:
     options.setdefault("users", {USER: PASSWORD})
     server: SMTPServer = factory(tls, **options)
     return server
@@ -103,7 +103,7 @@ def test_send_mail_over_implicit_tls_with_email_use_ssl(
     smtpsec_server: Any, settings_for: Any
 ) -> None:
     """EMAIL_USE_SSL → Security.IMPLICIT_TLS; the password travels only inside TLS."""
-    srv = _server(smtpsec_server, "implicit", require_auth=True)
+    srv = _server(smtpsec_server, Security.IMPLICIT_TLS, require_auth=True)
     settings_for(srv, EMAIL_USE_SSL=True)
     sent = mail.send_mail("Hi", "Body text", "ann@example.test", ["bob@example.test"])
     assert sent == 1
@@ -121,7 +121,7 @@ def test_email_use_tls_is_required_starttls_and_bcc_goes_only_in_the_envelope(
     smtpsec_server: Any, settings_for: Any
 ) -> None:
     """EMAIL_USE_TLS → required STARTTLS; Bcc recipients are in RCPT, never in headers."""
-    srv = _server(smtpsec_server, "starttls")
+    srv = _server(smtpsec_server, Security.STARTTLS)
     settings_for(srv, EMAIL_USE_TLS=True)
     message = mail.EmailMessage(
         "Hidden",
@@ -143,7 +143,7 @@ def test_email_use_tls_is_required_starttls_and_bcc_goes_only_in_the_envelope(
 
 def test_neither_flag_still_requires_tls(smtpsec_server: Any, settings_for: Any) -> None:
     """No EMAIL_USE_* flag → Security.AUTO: STARTTLS, required (R-8314-5.2-1)."""
-    srv = _server(smtpsec_server, "starttls")
+    srv = _server(smtpsec_server, Security.STARTTLS)
     settings_for(srv)
     backend = mail.get_connection()
     assert isinstance(backend, EmailBackend)
@@ -389,7 +389,7 @@ def test_both_flags_are_improperly_configured(settings_for: Any, smtpsec_server:
 
 
 def test_constructor_arguments_override_settings(smtpsec_server: Any, settings_for: Any) -> None:
-    srv = _server(smtpsec_server, "implicit", require_auth=True)
+    srv = _server(smtpsec_server, Security.IMPLICIT_TLS, require_auth=True)
     settings_for(srv, EMAIL_PORT=_closed_port(), EMAIL_HOST_USER="nobody", EMAIL_HOST_PASSWORD="x")
     backend = mail.get_connection(
         BACKEND,
@@ -414,7 +414,7 @@ def test_timeout_defaults_to_30_seconds_not_forever(smtpsec_server: Any, setting
 
 
 def test_smtpsec_security_setting(smtpsec_server: Any, settings_for: Any) -> None:
-    srv = _server(smtpsec_server, "implicit")
+    srv = _server(smtpsec_server, Security.IMPLICIT_TLS)
     settings_for(srv, SMTPSEC_SECURITY=Security.IMPLICIT_TLS)
     assert mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"]) == 1
     assert srv.connections[0].tls
@@ -485,7 +485,7 @@ def test_email_ssl_certfile_and_keyfile_present_a_client_certificate(
 ) -> None:
     """R-8314-5.5: EMAIL_SSL_CERTFILE/KEYFILE become Policy(client_cert=...)."""
     certfile, keyfile, _combined = client_cert_files
-    srv = _server(smtpsec_server, "implicit", request_client_cert=True)
+    srv = _server(smtpsec_server, Security.IMPLICIT_TLS, request_client_cert=True)
     settings_for(
         srv, EMAIL_USE_SSL=True, EMAIL_SSL_CERTFILE=str(certfile), EMAIL_SSL_KEYFILE=keyfile
     )

@@ -53,7 +53,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server(factory: Any, tls: str = "starttls", **options: Any) -> SMTPServer:
+def _server(factory: Any, tls: Security = Security.STARTTLS, **options: Any) -> SMTPServer:
     options.setdefault("users", {USER: PASSWORD})
     server: SMTPServer = factory(tls, **options)
     return server
@@ -103,7 +103,7 @@ def test_send_mail_through_the_default_mailer_over_implicit_tls(
     smtpsec_server: Any, mailers: Any, options_for: Any
 ) -> None:
     """use_ssl → Security.IMPLICIT_TLS; send_mail() uses mail.mailers.default."""
-    srv = _server(smtpsec_server, "implicit", require_auth=True)
+    srv = _server(smtpsec_server, Security.IMPLICIT_TLS, require_auth=True)
     mailers(options_for(srv, use_ssl=True))
     backend = mail.mailers.default
     assert isinstance(backend, EmailBackend)
@@ -191,7 +191,7 @@ def test_client_certificate_options(
 ) -> None:
     """R-8314-5.5: ssl_certfile/ssl_keyfile become Policy(client_cert=...)."""
     certfile, keyfile = smtpsec_ca.issue_client("ann@example.test").write(tmp_path)
-    srv = _server(smtpsec_server, "implicit", request_client_cert=True)
+    srv = _server(smtpsec_server, Security.IMPLICIT_TLS, request_client_cert=True)
     mailers(options_for(srv, use_ssl=True, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)))
     assert mail.mailers.default.policy.client_cert == (str(certfile), str(keyfile))
     assert mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"]) == 1
@@ -370,7 +370,7 @@ def test_built_by_hand_while_mailers_is_set_reads_no_email_setting(
     smtpsec_server: Any, mailers: Any, options_for: Any, trusting_policy: Policy
 ) -> None:
     """EmailBackend(...) without alias under MAILERS: its arguments are the configuration."""
-    srv = _server(smtpsec_server, "implicit")
+    srv = _server(smtpsec_server, Security.IMPLICIT_TLS)
     mailers(options_for(srv), settings={"EMAIL_HOST_USER": "nobody", "EMAIL_TIMEOUT": 1})
     backend = EmailBackend(port=srv.port, host="localhost", use_ssl=True, policy=trusting_policy)
     assert (backend.alias, backend.username, backend.timeout) == (None, "", DEFAULT_TIMEOUT)

@@ -19,7 +19,6 @@ import smtpsec
 from smtpsec import Security
 from smtpsec.testing import CA, Capture, LeafCert
 
-Security = smtpsec.Security
 MODES = [
     pytest.param(Security.IMPLICIT_TLS, Security.IMPLICIT_TLS, id="implicit"),
     pytest.param(Security.STARTTLS, Security.STARTTLS, id="starttls"),

@@ -18,7 +18,6 @@ import smtpsec
 from smtpsec import Security
 from smtpsec.testing import Endless, ServerSession
 
-Security = smtpsec.Security
 EVIL_TEXT = "Visit http://evil.test to fix your account"
 #: Client memory must stay flat whatever the server streams (the stream is 64 MiB).
 MEMORY_BOUND = 8 * 1024 * 1024

@@ -15,7 +15,6 @@ import smtpsec
 from smtpsec import Security
 from smtpsec.testing import AuthAttempt, ServerSession
 
-Security = smtpsec.Security
 PRE_TLS_ALLOWED = {"EHLO", "STARTTLS", "QUIT"}
 EVIL_TEXT = "Visit http://evil.test to fix your account"
 

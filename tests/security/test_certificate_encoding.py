@@ -36,7 +36,6 @@ from smtpsec.testing import CA, LeafCert
 from smtpsec.testing.plugin import ServerFactory
 from smtpsec.tls import spki_pin, tls_info
 
-Security = smtpsec.Security
 MODES = [
     pytest.param(Security.IMPLICIT_TLS, Security.IMPLICIT_TLS, id="implicit"),
     pytest.param(Security.STARTTLS, Security.STARTTLS, id="starttls"),

@@ -252,7 +252,7 @@ def test_start_tls_timeout_names_starttls(kit: Kit) -> None:
     transport says what happened, the engine adds what to do (see below)."""
     srv = kit.server(Security.PLAINTEXT, greeting=None)
     plain = SocketTransport(open_socket("127.0.0.1", srv.port, timeout=2), peer="p")
-    with pytest.raises(smtpsec.TimeoutError, match="did not finish within 0.3s"):
+    with pytest.raises(smtpsec.TimeoutError, match=r"did not finish within 0\.3s"):
         plain.start_tls(kit.ca.client_context(), server_hostname="localhost", timeout=0.3)
 
 
