@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._sending import RecipientRefusal, SendOptions, SendResult
 from ._version import __version__
 from .client import Outgoing, Session, connect, connect_transport, send
-from .discovery import Endpoint, discover
+from .discovery import Endpoint, Provenance, discover
 from .errors import (
     AuthenticationError,
     CapabilityError,
@@ -65,6 +65,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "ProtocolError",
+    "Provenance",
     "RecipientRefusal",
     "RecipientsRefused",
     "RemoteProtocolError",
