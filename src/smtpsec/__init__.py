@@ -12,7 +12,7 @@ always verified, and a guard fails closed on every downgrade trick::
 
 from ._version import __version__
 from .client import Session, connect, connect_transport, send
-from .discovery import Endpoint, discover
+from .discovery import Endpoint, Provenance, discover
 from .errors import (
     AuthenticationError,
     CapabilityError,
@@ -66,6 +66,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "ProtocolError",
+    "Provenance",
     "RecipientRefusal",
     "RecipientsRefused",
     "RemoteProtocolError",

@@ -1,19 +1,23 @@
-"""Find a domain's submission servers from DNS SRV records (RFC 6186, RFC 8314 §5.1).
+"""Find a domain's submission servers: DNS SRV (RFC 6186, RFC 8314 §5.1), optionally autoconfig.
 
 :func:`discover` queries ``_submissions._tcp.<domain>`` (port 465, implicit TLS)
 and ``_submission._tcp.<domain>`` (port 587, STARTTLS required) and returns the
-candidates in the order a client should try them. It never consults MX records:
+candidates in the order a client should try them. With ``autoconfig=True`` it
+also reads the domain's Mozilla-style autoconfig document over verified HTTPS
+(:mod:`smtpsec.autoconfig`) and merges both into one list ordered by
+:class:`Provenance` (see :func:`merge_endpoints`). It never consults MX records:
 those name relays, not submission servers (R-8314-4.5-1). Every endpoint it
 returns speaks TLS; a plaintext configuration is never produced
 (R-8314-5.1-2, R-8314-5.1-3).
 
 Discovery belongs to account *setup*: the caller stores the chosen endpoint and
-connects to it from then on. Nothing in smtpsec re-queries SRV records when it
-connects (R-8314-5.1-6), so a later DNS change (or a spoofed answer) can never
-move an account to another host or from implicit TLS to STARTTLS
-(R-LIB-GUARD-3). Re-run :func:`discover` only to *report* differences.
+connects to it from then on. Nothing in smtpsec re-queries DNS or re-fetches
+autoconfig when it connects (R-8314-5.1-6), so a later change (or a spoofed
+answer) can never move an account to another host or from implicit TLS to
+STARTTLS (R-LIB-GUARD-3). Re-run :func:`discover` only to *report* differences.
 
-Needs the optional ``dns`` extra (dnspython), imported only when called.
+Needs the optional ``dns`` extra (dnspython), and for ``autoconfig=True`` the
+``autoconfig`` extra (defusedxml); both are imported only when called.
 """
 
 from __future__ import annotations
@@ -21,12 +25,29 @@ from __future__ import annotations
 import importlib
 import itertools
 import random
+import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final
 
-from .errors import CapabilityError, ConnectError, InvalidArgumentError, TimeoutError
-from .identity import ReferenceIdentity, normalize_dns_name
+from ._endpoint import (
+    SUBMISSION_SERVICE,
+    SUBMISSIONS_SERVICE,
+    Endpoint,
+    Provenance,
+    SRVService,
+)
+from .autoconfig import DEFAULT_TIMEOUT, SocketOpener, autoconfig_urls, fetch_autoconfig
+from .errors import (
+    CapabilityError,
+    ConnectError,
+    InvalidArgumentError,
+    ProtocolError,
+    SecurityError,
+    SMTPSecWarning,
+    TimeoutError,
+)
+from .identity import normalize_dns_name
+from .policy import Policy, Security
 
 if TYPE_CHECKING:
     import dns.name
@@ -36,113 +57,19 @@ __all__ = [
     "SUBMISSIONS_SERVICE",
     "SUBMISSION_SERVICE",
     "Endpoint",
-    "EndpointSecurity",
+    "Provenance",
     "SRVService",
     "discover",
+    "merge_endpoints",
 ]
 
-#: How a discovered endpoint protects the session; never cleartext.
-EndpointSecurity = Literal["implicit_tls", "starttls"]
-#: The SRV service label an endpoint came from.
-SRVService = Literal["_submissions", "_submission"]
-
-#: RFC 8314 §7.3: submission over implicit TLS (port 465).
-SUBMISSIONS_SERVICE: Final = "_submissions"
-#: RFC 6186 §3.1: submission with STARTTLS (port 587); smtpsec requires the upgrade.
-SUBMISSION_SERVICE: Final = "_submission"
-
 #: Query order and preference on equal priority: implicit TLS first (RFC 8314 §5.1).
-_SERVICES: Final[tuple[tuple[SRVService, EndpointSecurity], ...]] = (
-    (SUBMISSIONS_SERVICE, "implicit_tls"),
-    (SUBMISSION_SERVICE, "starttls"),
+_SERVICES: Final[tuple[tuple[SRVService, Security], ...]] = (
+    (SUBMISSIONS_SERVICE, Security.IMPLICIT_TLS),
+    (SUBMISSION_SERVICE, Security.STARTTLS),
 )
-_SECURITY_OF_SERVICE: Final[dict[str, EndpointSecurity]] = dict(_SERVICES)
 _SERVICE_RANK: Final[dict[str, int]] = {name: rank for rank, (name, _) in enumerate(_SERVICES)}
-_MAX_PORT: Final = 65535
-_MAX_SRV_FIELD: Final = 65535
 _DNSPYTHON_MISSING: Final = "SRV discovery needs dnspython: pip install 'smtpsec[dns]'"
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One submission server found through SRV; always a TLS endpoint.
-
-    It says nothing about credentials: which account logs in here is the
-    caller's configuration, never DNS's. Host and domain are normalized on
-    construction (lower case, A-labels, no trailing dot).
-
-    Attributes:
-        host: the SRV target host name.
-        port: the SRV port.
-        security: ``"implicit_tls"`` for ``_submissions``, ``"starttls"`` (TLS
-            required) for ``_submission``.
-        priority: the SRV priority (lower is tried first).
-        weight: the SRV weight (share of picks among equal priorities).
-        service: ``"_submissions"`` or ``"_submission"``.
-        domain: the user's email domain that was queried.
-        dnssec_validated: the resolver set the AD bit on this answer.
-
-    Raises:
-        InvalidArgumentError: a field is out of range, or *security* does not
-            belong to *service*.
-    """
-
-    host: str
-    port: int
-    security: EndpointSecurity
-    priority: int
-    weight: int
-    service: SRVService
-    domain: str
-    dnssec_validated: bool
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "host", normalize_dns_name(self.host, what="SRV target"))
-        object.__setattr__(self, "domain", normalize_dns_name(self.domain, what="email domain"))
-        if not 0 < self.port <= _MAX_PORT:
-            raise InvalidArgumentError(
-                f"port {self.port} is outside 1-65535; fix the SRV record or the stored "
-                "configuration"
-            )
-        if not (0 <= self.priority <= _MAX_SRV_FIELD and 0 <= self.weight <= _MAX_SRV_FIELD):
-            raise InvalidArgumentError(
-                f"SRV priority {self.priority} / weight {self.weight} must be within 0-65535"
-            )
-        if _SECURITY_OF_SERVICE.get(self.service) != self.security:
-            raise InvalidArgumentError(
-                f"service {self.service!r} cannot use security {self.security!r}: "
-                "_submissions is implicit_tls and _submission is starttls"
-            )
-
-    @property
-    def target_in_domain(self) -> bool:
-        """``True`` when the target is the queried domain or a name under it."""
-        return self.host == self.domain or self.host.endswith("." + self.domain)
-
-    def needs_confirmation(self) -> bool:
-        """Whether the user must confirm this endpoint before any connection.
-
-        An unsigned SRV answer may be forged, so a target outside the user's
-        domain is accepted automatically only when DNSSEC validated the answer
-        (R-8314-5.1-5, RFC 6186 §6).
-
-        Returns:
-            ``True`` when the answer was not DNSSEC-validated and the target is
-            not inside the queried domain.
-        """
-        return not (self.dnssec_validated or self.target_in_domain)
-
-    def reference_identity(self, *, confirmed_target: bool = False) -> ReferenceIdentity:
-        """The identities this endpoint's certificate may prove.
-
-        Args:
-            confirmed_target: the user confirmed :attr:`host` at setup.
-
-        Returns:
-            The email domain as DNS-ID, ``<service>.<domain>`` as SRV-ID, and the
-            target as DNS-ID only when DNSSEC-validated or *confirmed_target*.
-        """
-        return ReferenceIdentity.from_endpoint(self, confirmed_target=confirmed_target)
 
 
 def discover(
@@ -150,8 +77,13 @@ def discover(
     *,
     resolver: dns.resolver.Resolver | None = None,
     rng: random.Random | None = None,
+    autoconfig: bool = False,
+    address: str | None = None,
+    policy: Policy | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    opener: SocketOpener | None = None,
 ) -> list[Endpoint]:
-    """Look up the submission servers of *domain* in DNS SRV records.
+    """Look up the submission servers of *domain* (SRV, and autoconfig if asked).
 
     Both ``_submissions._tcp`` and ``_submission._tcp`` are always queried
     (R-8314-5.1-1). Targets of ``"."`` (service explicitly absent), port 0 and
@@ -160,8 +92,19 @@ def discover(
     one priority of one service, RFC 2782 weighted random selection orders them
     (R-6186-3-1). MX records are never consulted (R-8314-4.5-1).
 
+    With ``autoconfig=True`` the domain's autoconfig document is fetched as well
+    (:func:`smtpsec.autoconfig.fetch_autoconfig`) and both lists are merged by
+    :func:`merge_endpoints`: DNSSEC-validated SRV first, then verified-HTTPS
+    autoconfig, then unsigned SRV. If the autoconfig fetch fails (certificate,
+    redirect to http, hostile XML, timeout) while SRV found endpoints, the SRV
+    endpoints are returned and an :class:`~smtpsec.errors.SMTPSecWarning` says
+    why; if SRV found nothing, the failure is raised. Autoconfig is opt-in
+    because it makes HTTPS requests (and, with *address*, tells a web server
+    who is setting up an account) and needs the ``autoconfig`` extra; without
+    it, :func:`discover` behaves exactly as before.
+
     Run this at account setup only and store the result: smtpsec never
-    re-queries DNS on connect (R-8314-5.1-6). Check
+    re-queries on connect (R-8314-5.1-6). Check
     :meth:`Endpoint.needs_confirmation` before using an endpoint.
 
     Args:
@@ -172,20 +115,94 @@ def discover(
             dns.flags.AD`` if you want the AD bit. The AD bit is only as
             trustworthy as the path to the resolver (use a local validating one).
         rng: random source for weighted selection (pass a seeded one in tests).
+        autoconfig: also read the domain's autoconfig document over HTTPS.
+        address: with *autoconfig*: the user's address, sent as
+            ``?emailaddress=`` to ``autoconfig.<domain>`` (optional).
+        policy: with *autoconfig*: HTTPS trust (``Policy(cafile=...)`` for a
+            private CA); only its trust settings are used.
+        timeout: with *autoconfig*: seconds for each autoconfig URL.
+        opener: with *autoconfig*: opens the TCP connection to the web server
+            (tests, proxies); TLS still checks the real host name.
 
     Returns:
         Candidate endpoints, best first; ``[]`` when the domain publishes no
-        usable submission SRV records (the caller decides what to do).
+        usable submission configuration (the caller decides what to do).
 
     Raises:
-        CapabilityError: dnspython is not installed.
-        InvalidArgumentError: *domain* is not a valid DNS name.
-        TimeoutError: the resolver did not answer in time.
+        CapabilityError: dnspython (or, with *autoconfig*, defusedxml) is not
+            installed.
+        InvalidArgumentError: *domain* is not a valid DNS name, or *address*
+            is not an address at *domain*.
+        TimeoutError: the resolver (or, when SRV found nothing, the autoconfig
+            server) did not answer in time.
         ConnectError: the lookup failed otherwise (SERVFAIL, no usable
             resolver), so the absence of records cannot be trusted.
+        SecurityError: with *autoconfig* and no SRV endpoints: the autoconfig
+            fetch failed a security check.
+        PolicyError: with *autoconfig*: *policy* does not verify certificates.
     """
     _require_dnspython()
     name = normalize_dns_name(domain, what="email domain")
+    if autoconfig:
+        # Argument and installation errors surface before any query is made.
+        autoconfig_urls(name, address=address)
+        _require_defusedxml()
+    found = _discover_srv(name, resolver, rng)
+    if not autoconfig:
+        return found
+    try:
+        web = fetch_autoconfig(name, address=address, policy=policy, timeout=timeout, opener=opener)
+    except (ConnectError, TimeoutError, SecurityError, ProtocolError) as exc:
+        if not found:
+            raise
+        warnings.warn(
+            f"autoconfig for {name} was not used ({exc}); the SRV endpoints alone are returned",
+            SMTPSecWarning,
+            stacklevel=2,
+        )
+        web = []
+    return merge_endpoints(found, web)
+
+
+def merge_endpoints(*groups: Iterable[Endpoint]) -> list[Endpoint]:
+    """Merge discovery results into one list, most trustworthy source first.
+
+    Order (stable, so each source keeps its own order inside its rank):
+
+    1. :attr:`Provenance.SRV_DNSSEC`: the zone owner signed these names
+       (RFC 8314 §5.1 accepts them without asking the user, and RFC 7817 §3
+       makes the target a reference identity).
+    2. :attr:`Provenance.AUTOCONFIG_HTTPS`: forging them needs a certificate for
+       the domain's web server, not just a spoofed DNS answer.
+    3. :attr:`Provenance.SRV_UNSIGNED`: anyone on the DNS path could have
+       written them (RFC 6186 §6), so they come last even when their SRV
+       priority is better.
+
+    Inside each rank SRV endpoints keep the RFC 6186 order (priority, implicit
+    TLS on ties, RFC 2782 weights) and autoconfig endpoints the document's
+    order. An endpoint with the same host, port and mode as an earlier one is
+    dropped: the more trustworthy source already named it.
+
+    Args:
+        *groups: endpoint lists, e.g. SRV results and autoconfig results.
+
+    Returns:
+        The merged list.
+    """
+    ordered = sorted(itertools.chain.from_iterable(groups), key=lambda ep: ep.provenance.rank)
+    seen: set[tuple[str, int, Security]] = set()
+    merged: list[Endpoint] = []
+    for endpoint in ordered:
+        key = (endpoint.host, endpoint.port, endpoint.security)
+        if key not in seen:
+            seen.add(key)
+            merged.append(endpoint)
+    return merged
+
+
+def _discover_srv(
+    name: str, resolver: dns.resolver.Resolver | None, rng: random.Random | None
+) -> list[Endpoint]:
     active = resolver if resolver is not None else _default_resolver()
     chooser = rng if rng is not None else random.Random()
     found: list[Endpoint] = []
@@ -193,10 +210,20 @@ def discover(
         records, validated = _query_srv(active, f"{service}._tcp.{name}.")
         found += _endpoints(records, service, security, name, validated)
     groups = itertools.groupby(
-        sorted(found, key=lambda ep: (ep.priority, _SERVICE_RANK[ep.service])),
+        sorted(found, key=lambda ep: (ep.priority, _SERVICE_RANK[str(ep.service)])),
         key=lambda ep: (ep.priority, ep.service),
     )
     return [ep for _, group in groups for ep in _weighted_order(list(group), chooser)]
+
+
+def _require_defusedxml() -> None:
+    try:
+        importlib.import_module("defusedxml.ElementTree")
+    except ImportError as exc:
+        raise CapabilityError(
+            "autoconfig discovery needs defusedxml to parse XML safely: "
+            "pip install 'smtpsec[autoconfig]'"
+        ) from exc
 
 
 def _require_dnspython() -> None:
@@ -254,7 +281,7 @@ def _query_srv(
 def _endpoints(
     records: Iterable[tuple[int, int, int, dns.name.Name]],
     service: SRVService,
-    security: EndpointSecurity,
+    security: Security,
     domain: str,
     validated: bool,
 ) -> list[Endpoint]:

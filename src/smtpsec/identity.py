@@ -31,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import Final, Protocol, TypeAlias
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -40,15 +40,19 @@ from . import _der
 from ._der import ia5_string as _decode_ia5_string
 from .errors import CertificateError, InvalidArgumentError
 
-if TYPE_CHECKING:
-    from .discovery import Endpoint
-
 __all__ = [
     "SRV_NAME_OID",
     "ReferenceIdentity",
     "check_certificate_identity",
     "normalize_dns_name",
 ]
+
+
+class _Discovered(Protocol):
+    """What :meth:`ReferenceIdentity.from_endpoint` needs (structural, so no import cycle)."""
+
+    def reference_identity(self, *, confirmed_target: bool = ...) -> ReferenceIdentity: ...
+
 
 #: Either IP address family (the ``ip`` reference identity, iPAddress SAN values).
 _IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -226,24 +230,20 @@ class ReferenceIdentity:
 
     @classmethod
     def from_endpoint(
-        cls, endpoint: Endpoint, *, confirmed_target: bool = False
+        cls, endpoint: _Discovered, *, confirmed_target: bool = False
     ) -> ReferenceIdentity:
         """Reference identity for a discovered :class:`~smtpsec.discovery.Endpoint`.
 
         Args:
-            endpoint: the discovered endpoint.
-            confirmed_target: the user confirmed ``endpoint.host`` at setup.
+            endpoint: the discovered endpoint (SRV or autoconfig).
+            confirmed_target: the user confirmed the endpoint's host at setup.
 
         Returns:
-            See :meth:`for_srv`; the target is trusted when the endpoint's answer
-            was DNSSEC-validated or *confirmed_target* is set.
+            ``endpoint.reference_identity(confirmed_target=...)``: see
+            :meth:`smtpsec.discovery.Endpoint.reference_identity` for the rules
+            per provenance.
         """
-        return cls.for_srv(
-            domain=endpoint.domain,
-            service=endpoint.service,
-            target=endpoint.host,
-            target_trusted=endpoint.dnssec_validated or confirmed_target,
-        )
+        return endpoint.reference_identity(confirmed_target=confirmed_target)
 
     def describe(self) -> str:
         """A short, stable listing such as ``"DNS:a.test, SRV:_submissions.a.test"``."""

@@ -118,7 +118,7 @@ def _endpoint(port: int, *, domain: str, dnssec: bool = False) -> Endpoint:
     return Endpoint(
         host="localhost",
         port=port,
-        security="implicit_tls",
+        security=smtpsec.Security.IMPLICIT_TLS,
         priority=0,
         weight=0,
         service="_submissions",

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from https_server import Route, serve
 from loopback_dns import LoopbackDNS
 
 from smtpsec._cli import main
+from smtpsec.testing import CA
 
 SUBS = "_submissions._tcp.example.test."
 SUB = "_submission._tcp.example.test."
@@ -96,3 +99,44 @@ def test_discover_without_dnspython_names_the_extra(
     monkeypatch.setitem(sys.modules, "dns.resolver", None)
     assert main(["probe", "example.test", "--discover", "--nameserver", "127.0.0.1:53"]) == 2
     assert "smtpsec[dns]" in capsys.readouterr().err
+
+
+def test_discover_with_autoconfig_merges_and_shows_provenance(
+    dns_server: LoopbackDNS,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    ca = CA.create()
+    dns_server.add(SUB, "SRV", "0 1 587 smtp.example.test.")
+    for web in serve(ca.issue("autoconfig.example.test")):
+        web.routes["/mail/config-v1.1.xml"] = Route(
+            body=b'<clientConfig version="1.1"><emailProvider id="example.test">'
+            b'<outgoingServer type="smtp"><hostname>smtp.example.test</hostname>'
+            b"<port>465</port><socketType>SSL</socketType>"
+            b"<authentication>OAuth2</authentication></outgoingServer>"
+            b"</emailProvider></clientConfig>"
+        )
+        monkeypatch.setattr("smtpsec.autoconfig.open_tcp", web.opener)
+        cafile = ca.write_cafile(tmp_path / "ca.pem")
+        assert _run(dns_server, "--autoconfig", "--cafile", str(cafile)) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("SRV and autoconfig discovery for example.test")
+        assert "autoconfig    smtp.example.test:465  implicit TLS" in out
+        assert "autoconfig over verified HTTPS" in out
+        assert "from https://autoconfig.example.test/mail/config-v1.1.xml" in out
+        assert "SRV, not DNSSEC-validated" in out
+        assert out.index(":465") < out.index(":587")  # verified HTTPS before unsigned SRV
+        assert _run(dns_server, "--autoconfig", "--cafile", str(cafile), "--json") == 0
+        report = json.loads(capsys.readouterr().out)
+        assert [e["provenance"] for e in report["endpoints"]] == [
+            "autoconfig_https",
+            "srv_unsigned",
+        ]
+        assert report["endpoints"][0]["security"] == "implicit_tls"
+        assert report["endpoints"][0]["sasl_mechanisms"] == ["XOAUTH2", "OAUTHBEARER"]
+
+
+def test_autoconfig_without_discover_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", "example.test", "--autoconfig"]) == 2
+    assert "--discover" in capsys.readouterr().err

@@ -20,8 +20,9 @@ import dns.rrset
 import pytest
 from loopback_dns import LoopbackDNS
 
-from smtpsec import errors
-from smtpsec.discovery import Endpoint, _default_resolver, discover
+import smtpsec
+from smtpsec import Security, errors
+from smtpsec.discovery import Endpoint, Provenance, _default_resolver, discover
 from smtpsec.errors import CapabilityError, ConnectError, InvalidArgumentError
 
 
@@ -32,11 +33,13 @@ def dns_server() -> Iterator[LoopbackDNS]:
     server.close()
 
 
+IMPLICIT = Security.IMPLICIT_TLS
+STARTTLS = Security.STARTTLS
 SUBS = "_submissions._tcp.example.test."
 SUB = "_submission._tcp.example.test."
 
 
-def summary(endpoints: list[Endpoint]) -> list[tuple[str, int, str]]:
+def summary(endpoints: list[Endpoint]) -> list[tuple[str, int, Security]]:
     return [(ep.host, ep.port, ep.security) for ep in endpoints]
 
 
@@ -47,7 +50,7 @@ def test_R_8314_5_1_1_both_services_queried_and_never_mx(dns_server: LoopbackDNS
     dns_server.add(SUBS, "SRV", "0 1 465 smtp.example.test.")
     dns_server.add("example.test.", "MX", "10 mx.example.test.")
     found = discover("example.test", resolver=dns_server.resolver())
-    assert summary(found) == [("smtp.example.test", 465, "implicit_tls")]
+    assert summary(found) == [("smtp.example.test", 465, IMPLICIT)]
     assert dns_server.queries == [(SUBS, "SRV"), (SUB, "SRV")]
 
 
@@ -71,8 +74,8 @@ def test_R_6186_3_1_a_equal_priority_prefers_implicit_tls(dns_server: LoopbackDN
     dns_server.add(SUBS, "SRV", "0 1 465 a.example.test.")
     found = discover("example.test", resolver=dns_server.resolver())
     assert summary(found) == [
-        ("a.example.test", 465, "implicit_tls"),
-        ("b.example.test", 587, "starttls"),
+        ("a.example.test", 465, IMPLICIT),
+        ("b.example.test", 587, STARTTLS),
     ]
     assert [ep.service for ep in found] == ["_submissions", "_submission"]
 
@@ -82,8 +85,8 @@ def test_R_6186_3_1_b_dot_target_means_service_absent(dns_server: LoopbackDNS) -
     dns_server.add(SUB, "SRV", "0 1 587 b.example.test.", "5 1 587 c.example.test.")
     found = discover("example.test", resolver=dns_server.resolver())
     assert summary(found) == [
-        ("b.example.test", 587, "starttls"),
-        ("c.example.test", 587, "starttls"),
+        ("b.example.test", 587, STARTTLS),
+        ("c.example.test", 587, STARTTLS),
     ]
 
 
@@ -93,8 +96,8 @@ def test_R_6186_3_1_c_priority_beats_service_preference(dns_server: LoopbackDNS)
     found = discover("example.test", resolver=dns_server.resolver())
     # 587 first, but as STARTTLS *required*: never a plaintext configuration.
     assert summary(found) == [
-        ("b.example.test", 587, "starttls"),
-        ("a.example.test", 465, "implicit_tls"),
+        ("b.example.test", 587, STARTTLS),
+        ("a.example.test", 465, IMPLICIT),
     ]
     assert [ep.priority for ep in found] == [0, 10]
 
@@ -104,7 +107,7 @@ def test_R_8314_5_1_2_every_endpoint_is_tls(dns_server: LoopbackDNS) -> None:
     dns_server.add(SUB, "SRV", "2 1 587 b.example.test.", "1 1 25 c.example.test.")
     found = discover("example.test", resolver=dns_server.resolver())
     assert len(found) == 4
-    assert {ep.security for ep in found} <= {"implicit_tls", "starttls"}
+    assert {ep.security for ep in found} <= {IMPLICIT, STARTTLS}
     assert [ep.host for ep in found] == [
         "d.example.test",
         "c.example.test",
@@ -122,7 +125,7 @@ def test_unusable_records_are_dropped(dns_server: LoopbackDNS) -> None:
         "0 1 465 ok.example.test.",
     )
     found = discover("example.test", resolver=dns_server.resolver())
-    assert summary(found) == [("ok.example.test", 465, "implicit_tls")]
+    assert summary(found) == [("ok.example.test", 465, IMPLICIT)]
 
 
 # --------------------------------------------------------------------------- weights
@@ -218,7 +221,7 @@ def make_endpoint(host: str, domain: str = "example.test", *, signed: bool = Fal
     return Endpoint(
         host=host,
         port=465,
-        security="implicit_tls",
+        security=IMPLICIT,
         priority=0,
         weight=0,
         service="_submissions",
@@ -332,7 +335,15 @@ def test_endpoint_normalizes_names() -> None:
         ({"port": 65536}, "outside 1-65535"),
         ({"priority": -1}, "within 0-65535"),
         ({"weight": 65536}, "within 0-65535"),
-        ({"security": "starttls"}, "cannot use security"),
+        ({"security": STARTTLS}, "cannot use security"),
+        ({"security": "starttls"}, "cannot use security"),  # a stored string is converted
+        ({"security": Security.PLAINTEXT}, "not a TLS mode"),
+        ({"security": "plaintext"}, "not a TLS mode"),
+        ({"security": Security.AUTO}, "not a TLS mode"),
+        ({"host": "192.0.2.1"}, "is an IP address"),
+        ({"autoconfig_url": "https://autoconfig.example.test/x"}, "not both"),
+        ({"sasl_mechanisms": ("PLAIN LOGIN",)}, "not a SASL mechanism"),
+        ({"sasl_mechanisms": "PLAIN"}, "must be a tuple"),
         ({"service": "_smtp"}, "cannot use security"),
         ({"host": "bad host"}, "SRV target"),
     ],
@@ -341,7 +352,7 @@ def test_endpoint_rejects_inconsistent_fields(changes: dict[str, object], match:
     fields: dict[str, object] = {
         "host": "smtp.example.test",
         "port": 465,
-        "security": "implicit_tls",
+        "security": IMPLICIT,
         "priority": 0,
         "weight": 0,
         "service": "_submissions",
@@ -351,3 +362,29 @@ def test_endpoint_rejects_inconsistent_fields(changes: dict[str, object], match:
     fields.update(changes)
     with pytest.raises(InvalidArgumentError, match=match):
         Endpoint(**fields)  # type: ignore[arg-type]
+
+
+def test_endpoint_security_is_the_public_security_enum(dns_server: LoopbackDNS) -> None:
+    """Endpoint.security compares equal to smtpsec.Security (it used to be a string)."""
+    dns_server.add(SUBS, "SRV", "0 1 465 smtp.example.test.")
+    dns_server.add(SUB, "SRV", "0 1 587 smtp.example.test.")
+    implicit, starttls = discover("example.test", resolver=dns_server.resolver())
+    assert implicit.security == smtpsec.Security.IMPLICIT_TLS
+    assert starttls.security is smtpsec.Security.STARTTLS
+    assert implicit.security != "implicit_tls"  # no longer a string, but a stored one loads:
+    stored = Endpoint(**{**_fields(), "security": "starttls", "service": "_submission"})  # type: ignore[arg-type]
+    assert stored.security is STARTTLS
+    assert implicit.provenance is Provenance.SRV_UNSIGNED
+
+
+def _fields() -> dict[str, object]:
+    return {
+        "host": "smtp.example.test",
+        "port": 587,
+        "security": STARTTLS,
+        "priority": 0,
+        "weight": 0,
+        "service": "_submission",
+        "domain": "example.test",
+        "dnssec_validated": False,
+    }

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID, ObjectIdentifier
 
+from smtpsec import Security
 from smtpsec.discovery import Endpoint
 from smtpsec.errors import CertificateError, InvalidArgumentError
 from smtpsec.identity import (
@@ -259,7 +260,7 @@ def test_R_7817_3_4_from_endpoint_uses_dnssec_or_confirmation() -> None:
     endpoint = Endpoint(
         host="MX1.Provider.Test.",
         port=465,
-        security="implicit_tls",
+        security=Security.IMPLICIT_TLS,
         priority=0,
         weight=0,
         service="_submissions",

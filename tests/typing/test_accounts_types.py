@@ -1,4 +1,4 @@
-"""Static type checks for discovery, identity and TLS memory (run by mypy --strict).
+"""Static type checks for discovery, autoconfig, presets, identity and TLS memory (mypy --strict).
 
 The checks live in a function nobody calls: pytest may collect this module
 harmlessly, and mypy verifies every ``assert_type`` below.
@@ -6,15 +6,25 @@ harmlessly, and mypy verifies every ``assert_type`` below.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import random
+import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import dns.resolver
 from typing_extensions import assert_type
 
-from smtpsec import Security
-from smtpsec.discovery import Endpoint, EndpointSecurity, SRVService, discover
+import smtpsec
+from smtpsec import Policy, Provenance, Security, providers
+from smtpsec.autoconfig import (
+    SocketOpener,
+    autoconfig_urls,
+    fetch_autoconfig,
+    parse_autoconfig,
+)
+from smtpsec.discovery import Endpoint, SRVService, discover, merge_endpoints
 from smtpsec.identity import ReferenceIdentity, check_certificate_identity, normalize_dns_name
 from smtpsec.memory import Account, Expectation, TLSMemory
 
@@ -27,12 +37,40 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
     endpoint = endpoints[0]
     assert_type(endpoint.host, str)
     assert_type(endpoint.port, int)
-    assert_type(endpoint.security, EndpointSecurity)
-    assert_type(endpoint.service, SRVService)
+    assert_type(endpoint.security, Security)
+    assert endpoint.security == smtpsec.Security.IMPLICIT_TLS  # accepted: same type
+    assert_type(endpoint.service, SRVService | None)
+    assert_type(endpoint.provenance, Provenance)
+    assert_type(endpoint.provenance.rank, int)
+    assert_type(endpoint.autoconfig_url, str | None)
+    assert_type(endpoint.sasl_mechanisms, tuple[str, ...])
+    assert_type(endpoint.source, str)
     assert_type(endpoint.dnssec_validated, bool)
     assert_type(endpoint.needs_confirmation(), bool)
     assert_type(endpoint.target_in_domain, bool)
     assert_type(endpoint.reference_identity(confirmed_target=True), ReferenceIdentity)
+
+    merged = discover(
+        "example.test",
+        autoconfig=True,
+        address="ann@example.test",
+        policy=Policy(cafile="ca.pem"),
+        timeout=5.0,
+        opener=_opener,
+    )
+    assert_type(merged, list[Endpoint])
+    assert_type(merge_endpoints(endpoints, merged), list[Endpoint])
+    assert_type(autoconfig_urls("example.test"), tuple[str, ...])
+    assert_type(
+        fetch_autoconfig("example.test", policy=Policy(), timeout=1.0, opener=_opener),
+        list[Endpoint],
+    )
+    assert_type(
+        parse_autoconfig(b"", domain="example.test", url="https://example.test/x"),
+        list[Endpoint],
+    )
+    opener: SocketOpener = _opener
+    assert_type(opener("h", 443, 1.0), socket.socket)
 
     ref = ReferenceIdentity.for_host("smtp.example.test")
     assert_type(ref, ReferenceIdentity)
@@ -64,3 +102,38 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
         assert_type(expectation.mode, Security)
         assert_type(expectation.tls_version, str)
         assert_type(expectation.first_seen, str)
+
+
+def _opener(host: str, port: int, timeout: float) -> socket.socket:  # pragma: no cover
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def _check_provider_types() -> None:  # pragma: no cover - never executed, type-checked only
+    preset = providers.MICROSOFT_365
+    assert_type(preset, providers.Preset)
+    assert_type(preset.host, str)
+    assert_type(preset.port, int)
+    assert_type(preset.security, Security)
+    assert_type(preset.auth, tuple[providers.AuthMethod, ...])
+    assert_type(preset.credentials, tuple[providers.Credential, ...])
+    assert_type(preset.sasl_mechanisms, tuple[str, ...])
+    assert_type(preset.limits, providers.Limits)
+    assert_type(preset.limits.max_connections, int | None)
+    assert_type(preset.limits.messages_per_minute, int | None)
+    assert_type(preset.sources, tuple[str, ...])
+    assert_type(preset.fixed_username, str | None)
+    assert_type(preset.accepts(providers.Credential.OAUTH2), bool)
+    assert_type(preset.auth[0].disabled_from, datetime.date | None)
+    assert_type(preset.auth[0].refusal, str | None)
+    assert_type(preset.auth[0].available(datetime.date(2027, 1, 1)), bool)
+    kwargs = preset.connect_kwargs()
+    assert_type(kwargs, providers.ConnectTarget)
+    assert_type(kwargs["security"], Security)
+    # The documented way to use a preset: unpacking is checked against connect().
+    session = smtpsec.connect(**kwargs, username="ann@example.com", token="...")
+    assert_type(session, smtpsec.Session)
+    assert_type(providers.amazon_ses("eu-west-1"), providers.Preset)
+    assert_type(providers.mailgun("eu"), providers.Preset)
+    assert_type(providers.get("gmail"), providers.Preset)
+    assert_type(providers.PRESETS, Mapping[str, providers.Preset])
+    assert_type(providers.ALL, tuple[providers.Preset, ...])

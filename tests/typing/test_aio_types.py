@@ -16,6 +16,7 @@ from typing_extensions import assert_type
 
 import smtpsec
 import smtpsec.aio
+import smtpsec.transports
 from smtpsec.sansio import Extensions, Reply
 
 
@@ -94,7 +95,9 @@ async def _check_pool() -> None:  # pragma: no cover
     assert_type(await pool.close(), None)
 
 
-async def _check_transport(transport: smtpsec.aio.AsyncTransport) -> None:  # pragma: no cover
+async def _check_transport(
+    transport: smtpsec.transports.AsyncTransport,
+) -> None:  # pragma: no cover
     assert_type(transport.tls, smtpsec.TLSInfo | None)
     assert_type(await transport.read(timeout=1.0), bytes)
     assert_type(await transport.poll(), bytes | None)
@@ -103,5 +106,5 @@ async def _check_transport(transport: smtpsec.aio.AsyncTransport) -> None:  # pr
     tls = await transport.start_tls(
         ssl.create_default_context(), server_hostname="smtp.example.test", timeout=1.0
     )
-    assert_type(tls, smtpsec.aio.AsyncTransport)
+    assert_type(tls, smtpsec.transports.AsyncTransport)
     assert_type(await transport.close(), None)

@@ -68,7 +68,7 @@ def _check_send_result(result: smtpsec.SendResult) -> None:  # pragma: no cover
 
 def _check_report(report: smtpsec.SecurityReport) -> None:  # pragma: no cover
     assert_type(report.security, smtpsec.Security)
-    assert_type(report.mode, str)
+    assert_type(report.mode, smtpsec.Security)
     assert_type(report.reason, str)
     assert_type(report.host, str)
     assert_type(report.port, int)
@@ -116,7 +116,7 @@ def _check_policy() -> None:  # pragma: no cover
     assert_type(plan.security, smtpsec.Security)
     assert_type(plan.reason, str)
     assert_type(plan.attempts[0].port, int)
-    assert_type(plan.attempts[0].tls, Literal["implicit", "starttls", "opportunistic", "none"])
+    assert_type(plan.attempts[0].tls, smtpsec.Security)
 
 
 def _check_security_members() -> None:  # pragma: no cover

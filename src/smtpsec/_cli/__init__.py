@@ -136,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="IP[:PORT]",
         help="with --discover: ask this DNS server instead of the system resolver",
     )
+    probe.add_argument(
+        "--autoconfig",
+        action="store_true",
+        help="with --discover: also read the domain's autoconfig document over verified "
+        "HTTPS and merge it with SRV (needs smtpsec[autoconfig])",
+    )
     probe.add_argument("--json", action="store_true", help="print a JSON report")
     probe.add_argument(
         "--timeout",
@@ -207,8 +213,8 @@ def _run_probe(args: argparse.Namespace) -> int:
 
     if args.discover:
         return _run_discover(args)
-    if args.nameserver:
-        raise _UsageError("--nameserver applies to --discover")
+    if args.nameserver or args.autoconfig:
+        raise _UsageError("--nameserver and --autoconfig apply to --discover")
     if args.port is None and args.mode != "auto":
         raise _UsageError("--mode applies to --port; a scan of 465, 587 and 25 knows each mode")
     policy = _policy(args.cafile)
@@ -253,7 +259,13 @@ def _run_discover(args: argparse.Namespace) -> int:
         resolver.nameservers = [address]
         resolver.port = _port(port) if port else 53
         resolver.lifetime = args.timeout
-    report = discover_report(args.host, resolver=resolver)
+    report = discover_report(
+        args.host,
+        resolver=resolver,
+        autoconfig=args.autoconfig,
+        policy=_policy(args.cafile) if args.cafile else None,
+        timeout=args.timeout,
+    )
     if args.json:
         print(json.dumps(render_discovery_json(report), indent=2))
     else:

@@ -1,18 +1,29 @@
-"""``smtpsec probe DOMAIN --discover``: what SRV discovery finds for an email domain and
-which certificate identity each endpoint would have to present (RFC 6186, RFC 8314 §5.1,
-RFC 7817)."""
+"""``smtpsec probe DOMAIN --discover [--autoconfig]``: what discovery finds for an email
+domain and which certificate identity each endpoint would have to present (RFC 6186,
+RFC 8314 §5.1, RFC 7817; Mozilla autoconfig over verified HTTPS)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from ..discovery import Endpoint, discover
+from ..discovery import Endpoint, Provenance, discover
+from ..policy import Policy, Security
 
 __all__ = ["DiscoveryReport", "discover_report", "render_discovery_json", "render_discovery_text"]
 
 #: Exit codes shared with the rest of the CLI.
 _OK, _WARN, _FAIL = 0, 1, 2
+
+_MODES: Final[dict[Security, str]] = {
+    Security.IMPLICIT_TLS: "implicit TLS",
+    Security.STARTTLS: "STARTTLS (required)",
+}
+_TRUST: Final[dict[Provenance, str]] = {
+    Provenance.SRV_DNSSEC: "DNSSEC-validated SRV",
+    Provenance.AUTOCONFIG_HTTPS: "autoconfig over verified HTTPS",
+    Provenance.SRV_UNSIGNED: "SRV, not DNSSEC-validated",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +32,7 @@ class DiscoveryReport:
 
     domain: str
     endpoints: tuple[Endpoint, ...]
+    autoconfig: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -35,22 +47,42 @@ class DiscoveryReport:
     def verdict(self) -> str:
         """One line for people and scripts."""
         if not self.endpoints:
+            sources = "SRV records or autoconfig" if self.autoconfig else "SRV records"
             return (
-                f"FAIL: {self.domain} publishes no _submissions/_submission SRV records; "
+                f"FAIL: {self.domain} publishes no usable _submissions/_submission {sources}; "
                 "configure the server by hand (MX records are for relay, never used here)"
             )
         if self.exit_code == _WARN:
             return (
-                "WARN: every target lies outside the domain and the answers were not "
-                "DNSSEC-validated; confirm a target with the user before connecting "
+                "WARN: every host lies outside the domain and none comes from a "
+                "DNSSEC-validated answer; confirm a host with the user before connecting "
                 "(smtpsec.connect(endpoint, confirmed_target=True))"
             )
         return f"PASS: {len(self.endpoints)} TLS endpoint(s) for {self.domain}"
 
 
-def discover_report(domain: str, *, resolver: Any = None) -> DiscoveryReport:
+def discover_report(
+    domain: str,
+    *,
+    resolver: Any = None,
+    autoconfig: bool = False,
+    policy: Policy | None = None,
+    timeout: float = 10.0,
+) -> DiscoveryReport:
     """Run discovery once (setup time) and wrap the result."""
-    return DiscoveryReport(domain, tuple(discover(domain, resolver=resolver)))
+    found = discover(
+        domain, resolver=resolver, autoconfig=autoconfig, policy=policy, timeout=timeout
+    )
+    return DiscoveryReport(domain, tuple(found), autoconfig)
+
+
+def _mode(security: Security) -> str:
+    # An Endpoint only ever holds one of these two (it refuses the others).
+    return _MODES.get(security, security.value)
+
+
+def _label(ep: Endpoint) -> str:
+    return ep.service if ep.service is not None else "autoconfig"
 
 
 def _identity(ep: Endpoint) -> str:
@@ -59,15 +91,16 @@ def _identity(ep: Endpoint) -> str:
 
 def render_discovery_text(report: DiscoveryReport) -> str:
     """A readable table of the endpoints, in the order a client should try them."""
-    lines = [f"SRV discovery for {report.domain} (RFC 6186, RFC 8314 §5.1)"]
+    what = "SRV and autoconfig discovery" if report.autoconfig else "SRV discovery"
+    lines = [f"{what} for {report.domain} (RFC 6186, RFC 8314 §5.1)"]
     for ep in report.endpoints:
-        mode = "implicit TLS" if ep.security == "implicit_tls" else "STARTTLS (required)"
-        trust = "DNSSEC-validated" if ep.dnssec_validated else "not DNSSEC-validated"
         confirm = "needs user confirmation" if ep.needs_confirmation() else "usable as found"
         lines.append(
-            f"  {ep.service:<13} {ep.host}:{ep.port}  {mode}; priority {ep.priority}, "
-            f"weight {ep.weight}; {trust}; {confirm}"
+            f"  {_label(ep):<13} {ep.host}:{ep.port}  {_mode(ep.security)}; priority "
+            f"{ep.priority}, weight {ep.weight}; {_TRUST[ep.provenance]}; {confirm}"
         )
+        if ep.autoconfig_url is not None:
+            lines.append(f"  {'':13} from {ep.autoconfig_url}")
         lines.append(f"  {'':13} certificate must match: {_identity(ep)}")
     if not report.endpoints:
         lines.append("  (no endpoints)")
@@ -84,9 +117,12 @@ def render_discovery_json(report: DiscoveryReport) -> dict[str, object]:
                 "service": ep.service,
                 "host": ep.host,
                 "port": ep.port,
-                "security": ep.security,
+                "security": ep.security.value,
                 "priority": ep.priority,
                 "weight": ep.weight,
+                "provenance": ep.provenance.value,
+                "autoconfig_url": ep.autoconfig_url,
+                "sasl_mechanisms": list(ep.sasl_mechanisms),
                 "dnssec_validated": ep.dnssec_validated,
                 "needs_confirmation": ep.needs_confirmation(),
                 "identity": _identity(ep),

@@ -13,11 +13,12 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Final
 
 from .. import auth as sasl
 from .._advice import NATIVE, Advice
 from .._types import SMTP_PORT
-from ..discovery import Endpoint
+from ..discovery import Endpoint, Provenance
 from ..errors import (
     CapabilityError,
     ConnectError,
@@ -56,6 +57,13 @@ __all__ = [
 
 #: Seconds for connecting, the handshake and each reply when none is given.
 DEFAULT_TIMEOUT = 30.0
+
+#: Why an out-of-domain host needs confirmation, per source (RFC 8314 §5.1, RFC 6186 §6).
+_UNTRUSTED_WHY: Final[dict[Provenance, str]] = {
+    Provenance.SRV_UNSIGNED: "the answer was not DNSSEC-validated, so an attacker can forge it.",
+    Provenance.AUTOCONFIG_HTTPS: "the domain's web server vouches only for the domain itself.",
+    Provenance.SRV_DNSSEC: "",  # never asked: a signed answer is accepted as it is
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,14 +401,15 @@ def endpoint_setup(
 
     Raises:
         PolicyError: a conflicting mode, port or ``ssl_context`` was given.
-        UntrustedDiscoveryError: an unsigned answer points outside the domain and
-            the user has not confirmed the target (RFC 8314 §5.1).
+        UntrustedDiscoveryError: an unsigned SRV answer or an autoconfig document
+            points outside the domain and the user has not confirmed the host
+            (RFC 8314 §5.1).
     """
-    wanted = Security(endpoint.security)
+    wanted = endpoint.security
     if security not in (Security.AUTO, wanted):
         raise PolicyError(
-            f"{endpoint.service} endpoints use {wanted.name}; drop security= or pass "
-            f"Security.{wanted.name} (discovered services are never used without TLS)"
+            f"this endpoint ({endpoint.source}) uses Security.{wanted.name}; drop security= "
+            f"or pass Security.{wanted.name} (discovered services are never used without TLS)"
         )
     if port not in (None, endpoint.port):
         raise PolicyError("a discovered endpoint carries its own port; drop port=")
@@ -411,9 +420,9 @@ def endpoint_setup(
         )
     if endpoint.needs_confirmation() and not confirmed_target:
         raise UntrustedDiscoveryError(
-            f"SRV for {endpoint.domain} points outside that domain, to {endpoint.host}, and "
-            "the answer was not DNSSEC-validated; an attacker can forge it. Show the target "
-            "to the user and pass confirmed_target=True once they confirm it (RFC 8314 §5.1)"
+            f"{endpoint.source} for {endpoint.domain} points outside that domain, to "
+            f"{endpoint.host}; {_UNTRUSTED_WHY[endpoint.provenance]} Show the host to the "
+            "user and pass confirmed_target=True once they confirm it (RFC 8314 §5.1)"
         )
     identity = endpoint.reference_identity(confirmed_target=confirmed_target)
     return endpoint.host, endpoint.port, wanted, identity
