@@ -11,6 +11,7 @@
 #   SMTPSEC_DJANGO_ONLY           run only these lines, e.g. "6.1" or "4.2 5.2"
 #   SMTPSEC_DJANGO_ALLOW_MISSING  1: a line with no suitable Python is reported
 #                                 loudly but does not fail the run
+#   SMTPSEC_DJANGO_SUMMARY        also write the summary lines to this file
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
@@ -198,6 +199,9 @@ echo
 echo "Django matrix ($((SECONDS - START)) s):"
 for s in "${SUMMARY[@]}"; do echo "$s"; done
 echo "django: $TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
+if [ -n "${SMTPSEC_DJANGO_SUMMARY:-}" ]; then
+  { for s in "${SUMMARY[@]}"; do echo "$s"; done; } >"$SMTPSEC_DJANGO_SUMMARY"
+fi
 if [ "${#SUMMARY[@]}" = 0 ]; then
   echo "django.sh: no Django line selected (SMTPSEC_DJANGO_ONLY=${SMTPSEC_DJANGO_ONLY:-})" >&2
   exit 2

@@ -13,10 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-if TYPE_CHECKING:
-    from smtpsec.testing._session import ServerSession
+from smtpsec.testing._capture import Capture
 
 __all__ = [
     "DEFAULT_EXTENSIONS",
@@ -25,6 +24,7 @@ __all__ = [
     "CommandHook",
     "Drip",
     "Endless",
+    "HookSession",
     "LongLine",
     "Reply",
     "Script",
@@ -107,9 +107,24 @@ class LongLine:
 #: verbatim, a shaped reply, or ``None`` for "do not answer at all".
 Reply = tuple[int, str] | bytes | Drip | Endless | LongLine | None
 
+
+class HookSession(Protocol):
+    """What an ``on_command`` hook may use of the server session that calls it."""
+
+    capture: Capture
+    tls_active: bool
+    user: str | None
+
+    def send(self, data: bytes) -> None:
+        """Write raw bytes to the client."""
+
+    def close(self) -> None:
+        """End the session after the current command, without a reply."""
+
+
 #: Escape hatch: called with the session and the command line (text, no CRLF)
 #: before anything else; returning bytes sends them instead of the normal reply.
-CommandHook = Callable[["ServerSession", str], bytes | None]
+CommandHook = Callable[[HookSession, str], bytes | None]
 
 
 def _upper_keys(value: Mapping[str, Reply]) -> Mapping[str, Reply]:
