@@ -66,7 +66,8 @@ def send(host: str, port: int, user: str, password: str, to: str, cafile: str | 
     from django.core.mail import send_mail
 
     policy = smtpsec.Policy(cafile=cafile)
-    if django.VERSION >= (6, 1):
+    version = (int(django.VERSION[0]), int(django.VERSION[1]))
+    if version >= (6, 1):
         # MAILERS: the EMAIL_* settings are deprecated from Django 6.1 on.
         options = {
             "host": host,

@@ -874,6 +874,8 @@ class SMTP(_std.SMTP):
             return errors.DataRefused(str(error), code=error.code, msg=_text_bytes(error), tls=tls)
         if isinstance(error, DeadlineError):
             return errors.ReplyTimeout(str(error))
+        if isinstance(error, RemoteProtocolError):
+            return error  # an SMTPException already; the stream was not trustworthy
         if isinstance(error, ConnectError) or broken:
             return errors.ServerDisconnected(str(error))
         return error
