@@ -371,7 +371,7 @@ def test_allow_cleartext_auth_on_loopback(smtpsec_server) -> None:
 def test_cleartext_mail_to_a_network_host_warns_once(
     smtpsec_server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from smtpsec.smtplib import _client as compat
+    from smtpsec.smtplib import _session as compat
 
     srv = smtpsec_server(Security.PLAINTEXT)
     # Treat 127.0.0.1 as if it were a network host (tests may only use loopback).

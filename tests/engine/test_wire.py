@@ -15,7 +15,7 @@ from smtpsec._engine import Wire, run_sync
 from smtpsec._engine import _wire as wire_module
 from smtpsec.auth import decode_success_data
 from smtpsec.sansio import ClientConnection, Command
-from smtpsec.smtplib._client import _loggable
+from smtpsec.smtplib._commands import loggable as _loggable
 from smtpsec.transports import SocketTransport
 
 

@@ -59,7 +59,7 @@ def test_submission_delivers_with_each_sasl_mechanism(
     with _connect(postfix, implicit, auth=mechanism) as session:
         report = session.report
         result = session.send(_message(postfix, marker))
-    assert report.mode == ("implicit_tls" if implicit else "starttls")
+    assert report.mode is (Security.IMPLICIT_TLS if implicit else Security.STARTTLS)
     assert report.verified
     assert report.confidential
     assert report.mechanism == mechanism

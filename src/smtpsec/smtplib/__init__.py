@@ -58,7 +58,7 @@ from smtplib import quoteaddr as quoteaddr
 from smtplib import quotedata as quotedata
 
 from .._types import MAX_REPLY_LINE
-from ._client import LMTP, SMTP, SMTP_SSL
+from ._client import SMTP
 from ._errors import (
     AuthFailed,
     AuthNotFresh,
@@ -79,6 +79,7 @@ from ._errors import (
     TLSHandshakeFailed,
     TLSVersionTooLow,
 )
+from ._variants import LMTP, SMTP_SSL
 
 #: smtplib's longest reply line (private there, read by code that tests it);
 #: here the bound the reply parser enforces.

@@ -10,21 +10,31 @@ and renders the engine's replies back the way smtplib does.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Final
 
-from ..errors import InvalidArgumentError
-from ..sansio import Command, Reply, ehlo_name
+from ..errors import ConnectError, InvalidArgumentError, ReplyError
+from ..sansio import Command, Reply, ehlo_name, encode_command
+from ..sending import SendOptions
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "address_command",
     "checked_ehlo_name",
+    "disconnect_text",
+    "loggable",
+    "message_bytes",
     "parse_line",
     "parse_options",
+    "refusal_bytes",
     "reply_bytes",
     "resolve_timeout",
+    "send_options",
     "stdlib_wording",
+    "text_bytes",
 ]
 
 #: Used when the caller gives no timeout and no socket default is set: smtplib
@@ -132,3 +142,65 @@ def resolve_timeout(timeout: object) -> float:
         return float(timeout)
     default = socket.getdefaulttimeout()
     return default if default is not None else DEFAULT_TIMEOUT
+
+
+def disconnect_text(exc: ConnectError) -> str:
+    """smtplib's words for a lost connection (what its users search for), then ours."""
+    lead = "Server not connected" if "writing" in str(exc) else "Connection unexpectedly closed"
+    return f"{lead}: {exc}"
+
+
+def message_bytes(msg: object) -> bytes:
+    """smtplib's message argument as bytes: ``str`` must be ASCII, like in smtplib."""
+    if isinstance(msg, str):
+        return msg.encode("ascii")
+    if isinstance(msg, (bytes, bytearray, memoryview)):
+        return bytes(msg)
+    raise TypeError(f"the message must be str or bytes-like, not {type(msg).__name__}")
+
+
+def loggable(data: ReadableBuffer | str) -> str:
+    """A sent AUTH line for ``set_debuglevel()`` output, with ``<redacted>`` payloads."""
+    text = data if isinstance(data, str) else bytes(data).decode("ascii", "replace")
+    line = text.rstrip("\r\n")
+    verb, _, argument = line.partition(" ")
+    if verb.upper() == "AUTH":
+        return Command("AUTH", argument, redact=True).loggable() + "\r\n"
+    if line == "*":
+        return text  # the cancel line carries nothing secret
+    return Command("", line, redact=True).loggable() + "\r\n"
+
+
+def text_bytes(error: ReplyError) -> bytes:
+    return refusal_bytes(error.enhanced_status, error.text)
+
+
+def refusal_bytes(status: str | None, text: str) -> bytes:
+    """A refusal as smtplib reports it: the reply text, enhanced status included."""
+    return (f"{status} {text}" if status else text).encode("utf-8", "replace")
+
+
+def send_options(
+    mail_options: Sequence[str], rcpt_options: Sequence[str]
+) -> tuple[SendOptions, bool, bool]:
+    """smtplib's option strings as the engine's send options, and whether SMTPUTF8 and
+    BODY=8BITMIME were declared.
+
+    ``SIZE`` and ``BODY`` are set by the engine from the message itself (the
+    exact size; 8BITMIME when the content needs it), so the caller's values
+    are not sent; everything else goes on the command lines as given, through
+    the engine's parameter rules.
+    """
+    mail = parse_options(mail_options, "MAIL")
+    # Every option given passes the engine's parameter rules, also those the
+    # engine then sets itself: an unsafe value is refused, never dropped.
+    encode_command(Command("MAIL", "", mail or None))
+    utf8 = any(key.upper() == "SMTPUTF8" for key in mail)
+    eight_bit = any(
+        key.upper() == "BODY" and (value or "").upper() == "8BITMIME" for key, value in mail.items()
+    )
+    kept = {k: v for k, v in mail.items() if k.upper() not in ("SIZE", "BODY", "SMTPUTF8")}
+    options = SendOptions(
+        mail_params=kept, rcpt_params=parse_options(rcpt_options, "RCPT"), require_dsn=False
+    )
+    return options, utf8, eight_bit
