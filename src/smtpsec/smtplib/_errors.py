@@ -43,6 +43,7 @@ __all__ = [
     "ExtensionNotSupported",
     "MalformedReply",
     "NoAuthExtension",
+    "QuitRefused",
     "RecipientsRefusedError",
     "ReplyTimeout",
     "SenderRefusedError",
@@ -204,6 +205,13 @@ class EhloRefused(_ReplyHybrid, _std.SMTPHeloError):  # type: ignore[misc]
 
 class DataRefused(_ReplyHybrid, _std.SMTPDataError):  # type: ignore[misc]
     """DATA or the message itself was refused."""
+
+
+class QuitRefused(_ReplyHybrid):
+    """QUIT at the end of a ``with`` block was not answered 221 (smtplib raises then too).
+
+    What was sent before is not affected: the server had already answered it.
+    """
 
 
 class AuthFailed(_Message, AuthenticationError, _std.SMTPAuthenticationError):  # type: ignore[misc]

@@ -285,6 +285,23 @@ class _Session(_std.SMTP):
             self._debug("connect:", repr(msg))
         return reply.code, msg
 
+    def __exit__(self, *exc_info: object) -> None:
+        """QUIT and close, as smtplib; a QUIT not answered 221 raises :class:`QuitRefused`."""
+        try:
+            code, message = self.docmd("QUIT")
+            if code != 221:
+                raise errors.QuitRefused(
+                    f"{self._peer} answered QUIT with {code} instead of 221; everything "
+                    "before it was answered already, and the connection is closed",
+                    code=code,
+                    msg=message,
+                    tls=self._tls is not None,
+                )
+        except _std.SMTPServerDisconnected:  # gone already (or timed out): nothing to say
+            pass
+        finally:
+            self.close()
+
     def close(self) -> None:
         """Close the connection; TLS state, capabilities and login are forgotten."""
         wire, self._wire = self._wire, None
