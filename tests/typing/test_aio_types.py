@@ -108,3 +108,10 @@ async def _check_transport(
     )
     assert_type(tls, smtpsec.transports.AsyncTransport)
     assert_type(await transport.close(), None)
+
+
+async def _check_option_typos() -> None:  # pragma: no cover - type-checked only
+    # Each ignore is required (--strict reports unused ones): a typo is a type error.
+    await smtpsec.aio.connect("smtp.example.test", usernme="ann")  # type: ignore[call-arg]
+    await smtpsec.aio.send(b"m", host="smtp.example.test", pasword="pw")  # type: ignore[call-arg]
+    smtpsec.aio.Pool("smtp.example.test", sise=2)  # type: ignore[call-arg]

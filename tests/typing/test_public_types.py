@@ -53,6 +53,14 @@ def _check_connect_and_session() -> None:  # pragma: no cover - type-checked onl
     assert_type(smtpsec.send(message, host="smtp.example.test"), smtpsec.SendResult)
 
 
+def _check_connect_option_typos() -> None:  # pragma: no cover - type-checked only
+    # The connect options are one TypedDict (Unpack): a misspelt one is a type
+    # error (each ignore below is required: --strict reports unused ones).
+    smtpsec.connect("smtp.example.test", usernme="ann")  # type: ignore[call-arg]
+    smtpsec.send(b"m", host="smtp.example.test", pasword="pw")  # type: ignore[call-arg]
+    smtpsec.connect("smtp.example.test", timeout="3")  # type: ignore[arg-type]
+
+
 def _check_send_result(result: smtpsec.SendResult) -> None:  # pragma: no cover
     assert_type(result.sender, str)
     assert_type(result.accepted, tuple[str, ...])
