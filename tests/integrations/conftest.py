@@ -19,14 +19,16 @@ def _django_settings() -> None:
     """Configure Django once per process; tests change values with override_settings."""
     django = pytest.importorskip("django")
     from django.conf import settings
+    from django_kit import legacy_settings_allowed
 
     if not settings.configured:
-        settings.configure(
-            EMAIL_BACKEND="smtpsec.integrations.django.EmailBackend",
-            DEFAULT_FROM_EMAIL="webmaster@example.test",
-            INSTALLED_APPS=[],
-            USE_TZ=True,
-        )
+        with legacy_settings_allowed():
+            settings.configure(
+                EMAIL_BACKEND="smtpsec.integrations.django.EmailBackend",
+                DEFAULT_FROM_EMAIL="webmaster@example.test",
+                INSTALLED_APPS=[],
+                USE_TZ=True,
+            )
         django.setup()
 
 

@@ -19,6 +19,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.test.utils import override_settings
+from django_kit import legacy_settings_allowed
 
 from smtpsec import Policy, Security, TLSUnavailableError
 from smtpsec.integrations.django import DEFAULT_TIMEOUT, EmailBackend
@@ -70,12 +71,14 @@ def mailers(trusting_policy: Policy) -> Iterator[Any]:
         config = {"default": {"BACKEND": BACKEND, "OPTIONS": options}}
         config.update({alias: {"BACKEND": BACKEND, "OPTIONS": o} for alias, o in more.items()})
         override = override_settings(MAILERS=config, **(settings or {}))
-        override.enable()
+        with legacy_settings_allowed():
+            override.enable()
         active.append(override)
 
     yield apply
-    for override in reversed(active):
-        override.disable()
+    with legacy_settings_allowed():
+        for override in reversed(active):
+            override.disable()
 
 
 @pytest.fixture
