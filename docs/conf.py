@@ -119,7 +119,7 @@ nitpick_ignore_regex = [
         r"|Final|Self|Union|Optional|NoneType)",
     ),
     # Third-party types in signatures (cryptography, dnspython, pytest).
-    (r"py:.*", r"(cryptography|dns|pytest|_pytest|django)(\..+)?"),
+    (r"py:.*", r"(cryptography|dns|pytest|_pytest|django|typing_extensions)(\..+)?"),
 ]
 nitpick_ignore = [
     # MemoryTransport's docstring names its default TLS facts, which

@@ -8,7 +8,7 @@ no I/O and emits no warnings: what the caller should be warned about is kept
 in :attr:`Guard.findings`, and each front end turns those into warnings that
 point at the caller's own line. A failed check ends the connection, and
 nothing after it is sent in cleartext. Every front end (native, asyncio, the
-smtplib drop-in, the CLI) uses this one guard; :class:`~smtpsec._advice.Advice`
+smtplib drop-in, the CLI) uses this one guard; :class:`Advice`
 words its fixes for the API at hand.
 """
 
@@ -35,7 +35,7 @@ from .policy import Attempt, Policy, Security
 from .sansio import Extensions, Reply
 from .tls import TLSInfo
 
-__all__ = ["Finding", "Guard"]
+__all__ = ["Advice", "Finding", "Guard"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,8 @@ Comparison is case-insensitive and ignores one trailing dot.
 
 A certificate that OpenSSL accepted but :mod:`cryptography`'s strict DER parser
 refuses (an explicitly encoded ``critical FALSE``, for example) has its
-subjectAltName read by :mod:`smtpsec._der` instead; the names found are matched
-by exactly the same rules.
+subjectAltName read by smtpsec's own DER reader (``smtpsec._der``) instead; the
+names found are matched by exactly the same rules.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ _IPValue: TypeAlias = _IPAddress | ipaddress.IPv4Network | ipaddress.IPv6Network
 #: RFC 4985 id-on-dnsSRV: the otherName type that carries an SRV-ID.
 SRV_NAME_OID: Final = "1.3.6.1.5.5.7.8.7"
 
-#: id-on-dnsSRV as OID content octets, as :mod:`smtpsec._der` reports otherName types.
+#: id-on-dnsSRV as OID content octets, as smtpsec's own DER reader
+#: (``smtpsec._der``) reports otherName types.
 _SRV_NAME_OID_DER: Final = bytes.fromhex("2b06010505070807")
 #: GeneralName context tags (RFC 5280 §4.2.1.6) and how errors list the unused ones,
 #: named as cryptography names them so both paths describe a certificate alike.
@@ -365,7 +366,7 @@ def _no_san(ref: ReferenceIdentity, common_name: str) -> CertificateError:
 
 
 def _lenient_presented(cert_der: bytes, ref: ReferenceIdentity) -> _Presented:
-    """Read the subjectAltName with :mod:`smtpsec._der` (for what the strict parser refuses).
+    """Read the subjectAltName with smtpsec's own DER reader (what the strict parser refuses).
 
     Raises:
         CertificateError: the certificate is malformed beyond what ``_der``

@@ -153,7 +153,7 @@ def session_info(
 
     Raises:
         CertificateError: the identity check failed, or the certificate is
-            malformed beyond what :mod:`smtpsec._der` tolerates.
+            malformed beyond what smtpsec's own DER reader tolerates.
     """
     checked = False
     if verify_identity is not None:
@@ -166,7 +166,7 @@ def spki_pin(cert_der: bytes) -> str:
     """The ``sha256/<base64>`` SPKI pin of a DER certificate (RFC 7469 format).
 
     The hash covers the SubjectPublicKeyInfo exactly as encoded in the
-    certificate (RFC 7469 §2.4), read by :mod:`smtpsec._der`: no re-encoding, and
+    certificate (RFC 7469 §2.4), read by smtpsec's own DER reader: no re-encoding, and
     no dependence on a strict parser that refuses certificates OpenSSL verified.
 
     Raises:
@@ -181,7 +181,7 @@ def tls_info(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> TLSInfo:
 
     Raises:
         CertificateError: the peer's certificate is malformed beyond what
-            :mod:`smtpsec._der` tolerates (OpenSSL parses more loosely still).
+            smtpsec's own DER reader tolerates (OpenSSL parses more loosely still).
     """
     der = sock.getpeercert(binary_form=True)
     cipher = sock.cipher()
