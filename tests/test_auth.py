@@ -47,6 +47,7 @@ from smtpsec.errors import (
     RemoteProtocolError,
     SecurityError,
 )
+from smtpsec.sansio import Command, encode_command
 
 PW = Credentials("ann@example.test", "secret")
 
@@ -729,6 +730,27 @@ def test_external_with_authzid_and_withheld() -> None:
 def test_external_refuses_controls() -> None:
     with pytest.raises(InvalidArgumentError, match="authzid"):
         External(authzid="a\r\nMAIL FROM:<x>")
+
+
+# One control-character rule for SMTP lines and SASL fields: the C1 control NEL
+# and U+2028 are refused in SASL fields as in commands (some parsers treat them
+# as line ends), not only C0 controls.
+SASL_FIELD_BUILDERS = {
+    "xoauth2-user": lambda bad: XOAuth2(f"ann{bad}@example.test", "tok"),
+    "oauthbearer-authzid": lambda bad: OAuthBearer("tok", authzid=f"ann{bad}"),
+    "oauthbearer-host": lambda bad: OAuthBearer("tok", host=f"smtp{bad}.example.test"),
+    "external-authzid": lambda bad: External(authzid=f"ann{bad}"),
+    "scram-authzid": lambda bad: ScramSHA256(Credentials("u", "p", authzid=f"a{bad}")),
+}
+
+
+@pytest.mark.parametrize("bad", ["\x01", "\r", "\x7f", "\x85", "\u2028", "\u2029"])
+@pytest.mark.parametrize("field", list(SASL_FIELD_BUILDERS))
+def test_sasl_fields_follow_the_one_control_character_rule(field: str, bad: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="control character"):
+        SASL_FIELD_BUILDERS[field](bad)
+    with pytest.raises(InvalidArgumentError, match="control character"):
+        encode_command(Command("NOOP", f"x{bad}"))
 
 
 # --------------------------------------------------------------------------- choice

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 from .errors import InvalidArgumentError
 from .identity import ReferenceIdentity, normalize_dns_name
 from .policy import Security
+from .sansio import is_mechanism_name
 
 __all__ = [
     "SUBMISSIONS_SERVICE",
@@ -50,8 +50,6 @@ _SECURITY_OF_SERVICE: Final[dict[str, Security]] = {
 }
 _MAX_PORT: Final = 65535
 _MAX_SRV_FIELD: Final = 65535
-#: RFC 4422 §3.1: a SASL mechanism name is 1-20 upper-case letters, digits, "-" or "_".
-_SASL_NAME_RE: Final = re.compile(r"[A-Z0-9_-]{1,20}")
 
 
 class Provenance(enum.Enum):
@@ -275,7 +273,7 @@ def _mechanisms(names: object) -> tuple[str, ...]:
     wanted: list[str] = []
     for name in names:
         upper = name.upper() if isinstance(name, str) else ""
-        if not _SASL_NAME_RE.fullmatch(upper):
+        if not is_mechanism_name(upper):
             raise InvalidArgumentError(
                 f"{name!r} is not a SASL mechanism name (RFC 4422: 1-20 letters, digits, "
                 "'-' or '_')"

@@ -40,6 +40,7 @@ from typing import Final, Literal, TypedDict
 from .errors import InvalidArgumentError
 from .identity import normalize_dns_name
 from .policy import Security
+from .sansio import is_mechanism_name
 
 __all__ = [
     "ALL",
@@ -69,7 +70,6 @@ __all__ = [
 ]
 
 _TLS_MODES: Final = (Security.IMPLICIT_TLS, Security.STARTTLS)
-_SASL_NAME_RE: Final = re.compile(r"[A-Z0-9_-]{1,20}")
 #: AWS region names: "us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-5".
 _AWS_REGION_RE: Final = re.compile(r"[a-z]{2}(?:-[a-z]+){1,2}-\d{1,2}")
 
@@ -118,7 +118,7 @@ class AuthMethod:
 
     def __post_init__(self) -> None:
         for name in self.mechanisms:
-            if not _SASL_NAME_RE.fullmatch(name):
+            if not is_mechanism_name(name):
                 raise InvalidArgumentError(
                     f"{name!r} is not an upper-case SASL mechanism name such as 'XOAUTH2'"
                 )

@@ -17,7 +17,6 @@ from .._advice import NATIVE
 from .._types import QUIT_WAIT
 from ..errors import (
     RemoteProtocolError,
-    ResponseInjectionError,
     SMTPSecError,
     TLSUnavailableError,
 )
@@ -159,13 +158,8 @@ def ask_starttls(wire: Wire, guard: Guard) -> IO[Reply]:
     # Bytes after the 220 reached the parser (kept as evidence) or still wait
     # in the kernel: check both. A genuine server sends nothing until the
     # client's ClientHello.
-    pending = yield from perform(PendingPlaintext(wire.transport))
-    if wire.conn.injected_data or pending:
-        raise ResponseInjectionError(
-            f"{wire.peer} (or an attacker in the path) sent data after the 220 reply to "
-            "STARTTLS and before the TLS handshake; the connection was aborted (response "
-            "injection). A genuine server never does this"
-        )
+    unread = yield from perform(PendingPlaintext(wire.transport))
+    wire.conn.check_no_injection(unread, peer=wire.peer)
     return reply
 
 

@@ -48,6 +48,7 @@ from typing import Final, Protocol
 from .._types import MAX_COMMAND_LINE
 from ..errors import CapabilityError, PolicyError, RemoteProtocolError
 from ..policy import DEFAULT_SCRAM_MAX_ITERATIONS
+from ..sansio import is_mechanism_name
 from ._mechanisms import (
     B64_RE,
     CramMD5,
@@ -100,7 +101,6 @@ DEFAULT_PREFERENCE: Final = (
 #: Every mechanism smtpsec can speak (none with a security layer: R-4954-4-7).
 SUPPORTED_MECHANISMS: Final = (*DEFAULT_PREFERENCE, "CRAM-MD5")
 
-_MECH_NAME_RE: Final = re.compile(r"[A-Z0-9_-]{1,20}")  # RFC 4422 §3.1
 _PASSWORD_MECHS: Final = frozenset({"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", "LOGIN", "CRAM-MD5"})
 _TOKEN_MECHS: Final = frozenset({"OAUTHBEARER", "XOAUTH2"})
 
@@ -315,7 +315,7 @@ def choose_mechanism(
             the message lists what it offers and how to fix it.
         InvalidArgumentError: the credentials cannot be encoded safely.
     """
-    server = {n.upper() for n in offered if _MECH_NAME_RE.fullmatch(n.upper())}
+    server = {n.upper() for n in offered if is_mechanism_name(n.upper())}
     order = [n.upper() for n in preference]
     wanted = [*order, explicit.upper()] if explicit is not None else order
     for name in wanted:

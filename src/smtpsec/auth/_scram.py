@@ -21,12 +21,11 @@ from ..errors import AuthenticationError, InvalidArgumentError, RemoteProtocolEr
 from ..policy import DEFAULT_SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS
 from ._mechanisms import (
     B64_RE,
-    CONTROL_RE,
     Credentials,
     MechanismBase,
     extra_challenge,
     password_pair,
-    reject,
+    reject_controls,
     saslname,
 )
 
@@ -76,7 +75,7 @@ class _Scram(MechanismBase):
         """
         super().__init__()
         user, self._password = password_pair(credentials, self.name)
-        reject(CONTROL_RE, credentials.authzid, "authzid", self.name)
+        reject_controls(credentials.authzid, "authzid", self.name)
         nonce = secrets.token_urlsafe(24) if _client_nonce is None else _client_nonce
         if not _NONCE_RE.fullmatch(nonce):
             raise InvalidArgumentError("a SCRAM nonce must be printable ASCII without ','")

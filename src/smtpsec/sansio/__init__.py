@@ -11,13 +11,14 @@ from ._commands import (
     Command,
     ehlo_name,
     encode_command,
+    first_control_character,
     mailbox_needs_smtputf8,
     validate_mailbox,
     xtext,
 )
 from ._connection import ClientConnection, Response, State
-from ._extensions import Extensions, parse_ehlo
-from ._replies import EnhancedStatus, Reply, ReplyParser
+from ._extensions import Extensions, is_mechanism_name, parse_ehlo
+from ._replies import EnhancedStatus, Reply, ReplyParser, split_enhanced_status
 
 __all__ = [
     "BdatEncoder",
@@ -33,8 +34,11 @@ __all__ = [
     "State",
     "ehlo_name",
     "encode_command",
+    "first_control_character",
+    "is_mechanism_name",
     "mailbox_needs_smtputf8",
     "parse_ehlo",
+    "split_enhanced_status",
     "validate_mailbox",
     "xtext",
 ]

@@ -14,11 +14,13 @@ from typing import Final
 
 from .._types import MAX_COMMAND_LINE, MAX_DOMAIN, MAX_LOCAL_PART, MAX_PATH
 from ..errors import InvalidArgumentError
+from ._extensions import is_mechanism_name
 
 __all__ = [
     "Command",
     "ehlo_name",
     "encode_command",
+    "first_control_character",
     "mailbox_needs_smtputf8",
     "validate_mailbox",
     "xtext",
@@ -33,8 +35,6 @@ _PARAM_KEYWORD_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*", re.ASCII)
 _PARAM_VALUE_RE: Final = re.compile(r"[\x21-\x3c\x3e-\x7e]+", re.ASCII)
 #: RFC 6531 §3.3 adds UTF8-non-ascii to esmtp-value when SMTPUTF8 is used.
 _PARAM_VALUE_UTF8_RE: Final = re.compile("[^\\s=\x00-\x20\x7f-\x9f\u2028\u2029]+")
-#: RFC 4422 §3.1 mechanism names (servers compare them case-insensitively).
-_MECH_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,20}", re.ASCII)
 #: A base64 SASL response (RFC 4954 §4); "=" alone is the empty initial response.
 _BASE64_RE: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}|=", re.ASCII)
 #: RFC 3030 §2: "BDAT" SP chunk-size [ SP end-marker ].
@@ -111,13 +111,25 @@ def _render(verb: str, argument: str, params: Mapping[str, str | None] | None) -
     return line
 
 
-def _reject_controls(what: str, value: str, *, secret: bool = False) -> None:
+def first_control_character(value: str) -> str | None:
+    """The first character of ``value`` that no protocol field may carry, or ``None``.
+
+    The one control-character rule: C0 controls (CR, LF, NUL, ...), DEL, C1
+    controls (NEL, ...) and U+2028/U+2029. Commands, addresses and parameters
+    are checked with it here, SASL fields (user names, authzid, XOAUTH2/
+    OAUTHBEARER fields) in :mod:`smtpsec.auth`.
+    """
     match = _CONTROL_RE.search(value)
-    if match is not None:
+    return None if match is None else match.group()
+
+
+def _reject_controls(what: str, value: str, *, secret: bool = False) -> None:
+    found = first_control_character(value)
+    if found is not None:
         # Never echo a secret (SASL data) into an exception message.
         shown = "" if secret else f" ('{_escape(value[:80])}')"
         raise InvalidArgumentError(
-            f"{what} contains the control character {ord(match.group()):#04x}{shown}; "
+            f"{what} contains the control character {ord(found):#04x}{shown}; "
             "CR, LF, NUL and other controls would let it inject extra SMTP commands, "
             "so nothing was sent. Remove the character"
         )
@@ -175,7 +187,9 @@ def _check_argument(verb: str, argument: str) -> None:
             )
     elif verb == "AUTH":
         mechanism, space, response = argument.partition(" ")
-        if not _MECH_RE.fullmatch(mechanism) or (space and not _BASE64_RE.fullmatch(response)):
+        # Servers compare mechanism names case-insensitively.
+        bad_name = not is_mechanism_name(mechanism.upper())
+        if bad_name or (space and not _BASE64_RE.fullmatch(response)):
             raise InvalidArgumentError(
                 "AUTH needs a SASL mechanism name and optionally one base64 initial "
                 "response ('=' when empty) (RFC 4954 §4); the argument is not that"

@@ -195,6 +195,23 @@ class ClientConnection:
         """Bytes that arrived after the ``220`` to STARTTLS (must be empty)."""
         return self._injected
 
+    def check_no_injection(self, unread: bytes = b"", *, peer: str = "the server") -> None:
+        """Refuse any byte between the ``220`` to STARTTLS and the handshake (R-EAST-BR-1).
+
+        The one STARTTLS injection check: :meth:`tls_started` runs it, and the
+        engine runs it before the handshake with ``unread``, the bytes its
+        transport holds that never reached this parser.
+
+        Raises:
+            ResponseInjectionError: such bytes arrived (whole replies or fragments).
+        """
+        if self._injected or self._parser.buffered or unread:
+            raise ResponseInjectionError(
+                f"{peer} (or an attacker in the path) sent data after the 220 reply to "
+                "STARTTLS and before the TLS handshake; the connection was aborted "
+                "(response injection). A genuine server never does this"
+            )
+
     # ------------------------------------------------------------------ sending
 
     def send(self, command: Command, *, tag: object = None) -> bytes:
@@ -273,12 +290,7 @@ class ClientConnection:
         """
         if self._state is not State.TLS_PENDING:
             raise LocalProtocolError("tls_started() without an accepted STARTTLS")
-        if self._injected or self._parser.buffered:
-            raise ResponseInjectionError(
-                "the server (or an attacker in the path) sent data after the 220 reply "
-                "to STARTTLS and before the TLS handshake; the connection was aborted. "
-                "Report this server: a genuine one never does that (RFC 3207)"
-            )
+        self.check_no_injection()
         self._tls_active = True
         self._extensions = None
         self._server_name = ""

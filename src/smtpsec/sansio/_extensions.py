@@ -9,7 +9,7 @@ from typing import Final
 from ..errors import LocalProtocolError
 from ._replies import Reply
 
-__all__ = ["Extensions", "parse_ehlo"]
+__all__ = ["Extensions", "is_mechanism_name", "parse_ehlo"]
 
 #: RFC 5321 §4.1.1.1: ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
 _KEYWORD_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*", re.ASCII)
@@ -20,6 +20,16 @@ _MECH_RE: Final = re.compile(r"[A-Z0-9_-]{1,20}", re.ASCII)
 #: RFC 1870 SIZE value: decimal digits only. 20 digits already exceed any real
 #: limit, and the bound keeps int() away from absurdly long strings (R-1870-1).
 _SIZE_RE: Final = re.compile(r"[0-9]{1,20}", re.ASCII)
+
+
+def is_mechanism_name(name: str) -> bool:
+    """Whether ``name`` is an RFC 4422 §3.1 SASL mechanism name (upper case).
+
+    The one spelling of that rule: 1 to 20 upper-case letters, digits, "-" or
+    "_". Servers compare names case-insensitively, so callers that accept any
+    case pass ``name.upper()``.
+    """
+    return _MECH_RE.fullmatch(name) is not None
 
 
 def _merge(into: dict[str, tuple[str, ...]], key: str, params: Iterable[str]) -> None:
@@ -77,7 +87,7 @@ class Extensions(Mapping[str, tuple[str, ...]]):
         Names that are not valid SASL mechanism names (RFC 4422 §3.1) are left out.
         """
         names = (param.upper() for param in self._items.get("AUTH", ()))
-        return frozenset(name for name in names if _MECH_RE.fullmatch(name))
+        return frozenset(name for name in names if is_mechanism_name(name))
 
     @property
     def max_size(self) -> int | None:

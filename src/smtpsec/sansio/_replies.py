@@ -9,7 +9,7 @@ from typing import Final
 from .._types import MAX_REPLY_BYTES, MAX_REPLY_LINE, MAX_REPLY_LINES
 from ..errors import RemoteProtocolError
 
-__all__ = ["EnhancedStatus", "Reply", "ReplyParser"]
+__all__ = ["EnhancedStatus", "Reply", "ReplyParser", "split_enhanced_status"]
 
 # RFC 3463: class "." subject "." detail, followed by a space or the end of the
 # text. The class must agree with the reply code (checked by the caller).
@@ -46,10 +46,14 @@ class EnhancedStatus:
         return f"{self.klass}.{self.subject}.{self.detail}"
 
 
-def _split_enhanced(text: str, code: int) -> tuple[EnhancedStatus | None, str]:
-    """Split a leading enhanced status whose class matches ``code`` from ``text``.
+def split_enhanced_status(text: str, code: int) -> tuple[EnhancedStatus | None, str]:
+    """Split a leading RFC 3463 enhanced status whose class matches ``code`` from ``text``.
 
-    Returns ``(status, rest)``; ``(None, text)`` when there is none.
+    The one reading of enhanced status codes: replies parsed here and the
+    smtplib drop-in's ``(code, msg)`` pairs both use it.
+
+    Returns ``(status, rest)``; ``(None, text)`` when there is none (or its
+    class disagrees with the reply code, e.g. ``4.1.1`` on a ``550``).
     """
     match = _ENHANCED_RE.match(text)
     if match is None or int(match.group(1)) != code // 100:
@@ -84,7 +88,7 @@ class Reply:
         """
         if self.enhanced_status is None:
             return "\n".join(self.lines)
-        return "\n".join(_split_enhanced(line, self.code)[1] for line in self.lines)
+        return "\n".join(split_enhanced_status(line, self.code)[1] for line in self.lines)
 
     @property
     def is_success(self) -> bool:
@@ -304,5 +308,5 @@ class ReplyParser:
         code = self._code
         lines = tuple(self._lines)
         self._reset_reply()
-        status, _ = _split_enhanced(lines[0], code)
+        status, _ = split_enhanced_status(lines[0], code)
         return Reply(code, lines, status)

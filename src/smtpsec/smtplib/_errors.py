@@ -13,7 +13,6 @@ Every class is public, documented, and exported by :mod:`smtpsec.smtplib`.
 
 from __future__ import annotations
 
-import re
 import smtplib as _std
 import ssl
 from typing import Final
@@ -31,6 +30,7 @@ from ..errors import (
     TLSUnavailableError,
     TLSVersionError,
 )
+from ..sansio import split_enhanced_status
 
 __all__ = [
     "AuthFailed",
@@ -55,23 +55,19 @@ __all__ = [
     "split_status",
 ]
 
-_STATUS_RE: Final = re.compile(rb"([245])\.[0-9]{1,3}\.[0-9]{1,3}(?: |\Z)")
 #: Where the classes are documented and importable: tracebacks name them so.
 _MODULE: Final = "smtpsec.smtplib"
 
 
 def split_status(code: int, msg: bytes) -> tuple[str | None, str]:
-    """Split an RFC 3463 enhanced status off smtplib's reply bytes.
+    """Split an RFC 3463 enhanced status off smtplib's reply bytes (the sansio rule).
 
     Returns:
         ``(enhanced status or None, text)``; the status counts only when its
         class matches the reply code's first digit.
     """
-    match = _STATUS_RE.match(msg)
-    if match is None or int(match.group(1)) != code // 100:
-        return None, msg.decode("utf-8", "replace")
-    status = match.group(0).strip().decode("ascii")
-    return status, msg[match.end() :].decode("utf-8", "replace")
+    status, text = split_enhanced_status(msg.decode("utf-8", "replace"), code)
+    return (str(status) if status is not None else None), text
 
 
 class _Message:
@@ -264,24 +260,7 @@ class RecipientsRefusedError(_Message, RecipientsRefused, _std.SMTPRecipientsRef
         self._message = message
 
 
-for _class in (
-    StartTLSNotOffered,
-    StartTLSRefused,
-    CertificateVerifyFailed,
-    TLSHandshakeFailed,
-    TLSVersionTooLow,
-    ServerDisconnected,
-    ReplyTimeout,
-    ExtensionNotSupported,
-    NoAuthExtension,
-    MalformedReply,
-    ConnectRefused,
-    BadGreeting,
-    EhloRefused,
-    DataRefused,
-    AuthFailed,
-    AuthNotFresh,
-    SenderRefusedError,
-    RecipientsRefusedError,
-):
-    _class.__module__ = _MODULE
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type):
+        _public.__module__ = _MODULE
