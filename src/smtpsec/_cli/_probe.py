@@ -35,7 +35,7 @@ from ..modes import Security
 from ..policy import Attempt, Policy
 from ..sansio import ClientConnection, Extensions, Reply, ehlo_name
 from ..tls import TLSInfo
-from ..transports import AnyTransport, SocketTransport, open_socket
+from ..transports import SocketTransport, open_socket
 from ._probe_tls import (
     CertificateFacts,
     certificate_facts,
@@ -238,7 +238,7 @@ def _converse(
     guard = Guard(Policy(), Attempt(wire.port, mode), wire.host, advice=CLI)
     if mode is Security.IMPLICIT_TLS:
         notes.handshake_failed = True
-        notes.tls = yield from _handshake(wire, context, implicit=True)
+        notes.tls = yield from phases.implicit_tls(wire, context, verify_identity=None)
         notes.handshake_failed = False
         if handshake_only:
             return
@@ -260,23 +260,6 @@ def _converse(
         extensions = yield from _ehlo(wire)
     notes.after_tls = extensions
     yield from phases.quit_quietly(wire)
-
-
-def _handshake(wire: Wire, context: ssl.SSLContext, *, implicit: bool) -> IO[TLSInfo]:
-    tls: AnyTransport = yield from phases.handshake(
-        wire.transport,
-        context,
-        host=wire.host,
-        port=wire.port,
-        timeout=wire.timeout,
-        implicit=implicit,
-        verify_identity=None,
-        wire=wire,
-    )
-    wire.upgraded(tls)
-    info = tls.tls
-    assert info is not None
-    return info
 
 
 # --------------------------------------------------------------------------- ports

@@ -34,6 +34,7 @@ __all__ = [
     "greeting",
     "handshake",
     "hello",
+    "implicit_tls",
     "quit_quietly",
     "starttls",
     "switch_to_tls",
@@ -178,18 +179,45 @@ def switch_to_tls(
         CertificateError, TLSVersionError, TLSUnavailableError, TimeoutError:
             the handshake failed (the transport is closed).
     """
+    info = yield from _secure(wire, context, implicit=False, verify_identity=verify_identity)
+    wire.conn.tls_started()
+    return info
+
+
+def implicit_tls(
+    wire: Wire,
+    context: ssl.SSLContext,
+    *,
+    verify_identity: Callable[[bytes], object] | None,
+) -> IO[TLSInfo]:
+    """Implicit TLS (port 465): the handshake before any SMTP byte, then the greeting.
+
+    Raises:
+        CertificateError, TLSVersionError, TLSUnavailableError, TimeoutError:
+            the handshake failed (the transport is closed).
+    """
+    return (yield from _secure(wire, context, implicit=True, verify_identity=verify_identity))
+
+
+def _secure(
+    wire: Wire,
+    context: ssl.SSLContext,
+    *,
+    implicit: bool,
+    verify_identity: Callable[[bytes], object] | None,
+) -> IO[TLSInfo]:
+    """The handshake on the wire's transport; the wire then owns the TLS one."""
     tls = yield from handshake(
         wire.transport,
         context,
         host=wire.host,
         port=wire.port,
         timeout=wire.timeout,
-        implicit=False,
+        implicit=implicit,
         verify_identity=verify_identity,
         wire=wire,
     )
     wire.upgraded(tls)
-    wire.conn.tls_started()
     info = tls.tls
     if info is None:  # pragma: no cover - a transport bug, never a server's doing
         raise TLSUnavailableError(f"the transport to {wire.peer} reports no TLS after a handshake")

@@ -37,7 +37,7 @@ from ..options import ConnectOptions, check_options
 from ..policy import Attempt, Plan, Policy, Security, is_loopback, select_plan
 from ..report import SecurityReport
 from ..sansio import ClientConnection, Extensions, ehlo_name
-from ..tls import TLSInfo, build_context
+from ..tls import build_context
 from ..transports import AnyTransport
 from . import _phases
 from ._auth import authenticate
@@ -266,18 +266,8 @@ def establish(
                 verify = partial(check_certificate_identity, ref=recipe.identity)
         if attempt.tls is Security.IMPLICIT_TLS:
             assert context is not None
-            tls = yield from _phases.handshake(
-                transport,
-                context,
-                host=host,
-                port=attempt.port,
-                timeout=recipe.timeout,
-                implicit=True,
-                verify_identity=verify,
-                wire=wire,
-            )
-            wire.upgraded(tls)
-            pinned = guard.after_handshake(_info(tls))
+            implicit_info = yield from _phases.implicit_tls(wire, context, verify_identity=verify)
+            pinned = guard.after_handshake(implicit_info)
         greeting = yield from _phases.greeting(wire, implicit=attempt.tls is Security.IMPLICIT_TLS)
         guard.after_greeting(greeting, tls=wire.transport.tls is not None)
         extensions = yield from _ehlo(wire, recipe.helo)
@@ -344,12 +334,6 @@ def establish(
         mechanism=used,
     )
     return Established(wire, guard, report, extensions)
-
-
-def _info(transport: AnyTransport) -> TLSInfo:
-    info = transport.tls
-    assert info is not None, "a transport returned by a handshake runs TLS"
-    return info
 
 
 def _ehlo(wire: Wire, helo: str) -> IO[Extensions]:
