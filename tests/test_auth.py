@@ -856,7 +856,7 @@ def test_no_secrets_at_all() -> None:
     ("offered", "kwargs", "hint"),
     [
         ([], {"credentials": PW}, "offers no mechanism after TLS; it accepts no login here"),
-        (["XOAUTH2", "OAUTHBEARER"], {"credentials": PW}, "pass a token"),
+        (["XOAUTH2", "OAUTHBEARER"], {"credentials": PW}, "pass token="),
         (["PLAIN", "LOGIN"], {"token": "t"}, "pass username and password"),
         (["XOAUTH2"], {"token": "t"}, "XOAUTH2 needs the username"),
         (["EXTERNAL"], {"credentials": PW}, "configure a TLS client certificate"),

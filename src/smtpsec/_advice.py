@@ -33,6 +33,11 @@ class Advice:
         plaintext: how the user asked for no TLS at all.
         opportunistic: how the user asked for "STARTTLS if offered".
         forget_account: how to drop an account from the TLS memory.
+        choose_mechanism: how to use one SASL mechanism, a template with
+            ``{name}`` (the mechanism's name).
+        use_oauth: how to authenticate with an OAuth 2.0 token.
+        scram_cap: what to do when a server asks SCRAM for more iterations
+            than the client allows.
     """
 
     private_ca: str
@@ -48,6 +53,9 @@ class Advice:
     plaintext: str
     opportunistic: str
     forget_account: str
+    choose_mechanism: str
+    use_oauth: str
+    scram_cap: str
 
 
 #: ``smtpsec.connect()``, ``smtpsec.aio``, the integrations.
@@ -65,6 +73,9 @@ NATIVE = Advice(
     plaintext="Security.PLAINTEXT",
     opportunistic="Security.OPPORTUNISTIC",
     forget_account="TLSMemory.forget(account)",
+    choose_mechanism="pass auth={name!r}",
+    use_oauth="pass token= (a token, or a callable that returns a fresh one)",
+    scram_cap="raise Policy(scram_max_iterations=...) or choose another mechanism with auth=",
 )
 
 #: ``from smtpsec import smtplib``: stdlib names only.
@@ -88,6 +99,12 @@ DROP_IN = Advice(
     plaintext="a connection without TLS",
     opportunistic="a connection without TLS",
     forget_account="TLSMemory.forget(account)",
+    choose_mechanism="call auth({name!r}, authobject) instead of login()",
+    use_oauth=(
+        "call auth('XOAUTH2', authobject) with an authobject that returns the "
+        "XOAUTH2 string for your token"
+    ),
+    scram_cap="log in with another mechanism, e.g. auth('PLAIN', client.auth_plain)",
 )
 
 #: ``python -m smtpsec``.
@@ -105,4 +122,7 @@ CLI = Advice(
     plaintext="--security plaintext",
     opportunistic="--security opportunistic",
     forget_account="TLSMemory.forget(account)",
+    choose_mechanism="pass --auth {name}",
+    use_oauth="use the library (smtpsec.connect(..., token=...)): the CLI takes no tokens",
+    scram_cap="choose another mechanism with --auth",
 )

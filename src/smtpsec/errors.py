@@ -32,6 +32,7 @@ __all__ = [
     "SMTPSecWarning",
     "SecurityError",
     "SenderRefused",
+    "ServerClosing",
     "TLSUnavailableError",
     "TLSVersionError",
     "TimeoutError",
@@ -233,6 +234,34 @@ class RecipientsRefused(ReplyError):
     ) -> None:
         super().__init__(message, code=code, enhanced_status=enhanced_status, text=text)
         self.refused = refused
+
+
+class ServerClosing(ReplyError):
+    """The server answered ``421`` in the middle of a message and closed the connection.
+
+    RFC 5321 §3.8: the service is shutting down. The message was not sent;
+    ``transient`` is true, so sending it again later (on a new connection) may
+    succeed.
+
+    Attributes:
+        command: the verb the ``421`` answered (``"RCPT"``, ``"DATA"``, ...).
+        refused: the recipients refused before the connection closed,
+            ``{address: (code, enhanced_status, text)}`` (the one answered
+            ``421`` included), like :attr:`RecipientsRefused.refused`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int,
+        command: str,
+        enhanced_status: str | None = None,
+        text: str = "",
+    ) -> None:
+        super().__init__(message, code=code, enhanced_status=enhanced_status, text=text)
+        self.command = command
+        self.refused: dict[str, tuple[int, str | None, str]] = {}
 
 
 # --------------------------------------------------------------------------- transport

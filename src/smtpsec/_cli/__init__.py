@@ -24,8 +24,10 @@ import traceback
 from collections.abc import Sequence
 from typing import BinaryIO, Final
 
+from .._advice import CLI
+from .._engine import Recipe, connect_steps, emit, run_sync
 from .._version import __version__
-from ..client import connect
+from ..client import Session
 from ..errors import (
     AuthenticationError,
     CapabilityError,
@@ -179,6 +181,12 @@ def _parser() -> argparse.ArgumentParser:
         help="envelope recipient (repeat for more)",
     )
     send.add_argument("--user", help="user name for SMTP AUTH")
+    send.add_argument(
+        "--auth",
+        metavar="MECH",
+        help="use exactly this SASL mechanism (e.g. PLAIN); default: the strongest "
+        "one the server offers",
+    )
     secret = send.add_mutually_exclusive_group()
     secret.add_argument("--password-env", metavar="VAR", help="read the password from $VAR")
     secret.add_argument(
@@ -316,17 +324,27 @@ def _run_send(args: argparse.Namespace) -> int:
             "--user needs --password-env VAR or --password-stdin (and those need --user)"
         )
     policy = _policy(args.cafile)
+    recipe = Recipe.prepare(
+        args.host,
+        args.port,
+        {
+            "security": Security(args.security),
+            "username": args.user,
+            "password": password,
+            "auth": args.auth,
+            "policy": policy,
+            "timeout": args.timeout,
+        },
+        where="send",
+        advice=CLI,  # every fix named as a command-line option
+    )
     message = _open_message(args.file)
     try:
-        with connect(
-            args.host,
-            args.port,
-            security=Security(args.security),
-            username=args.user,
-            password=password,
-            policy=policy,
-            timeout=args.timeout,
-        ) as session:
+        try:
+            established = run_sync(connect_steps(recipe))
+        finally:
+            emit(recipe.findings, stacklevel=2)
+        with Session(established) as session:
             print(session.report)
             try:
                 result = session.send(message, sender=args.sender, recipients=args.recipients)

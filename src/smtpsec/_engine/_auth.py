@@ -79,7 +79,11 @@ def authenticate(
         )
     enhanced = str(reply.enhanced_status) if reply.enhanced_status else None
     hint = sasl.auth_failure_hint(
-        reply.code, enhanced, mechanism.name, server_error=mechanism.server_error
+        reply.code,
+        enhanced,
+        mechanism.name,
+        server_error=mechanism.server_error,
+        advice=wire.advice,
     )
     raise AuthenticationError(
         f"authentication with {mechanism.name} failed: {reply.code} {enhanced or ''} "

@@ -96,7 +96,7 @@ def plan_envelope(
     if dsn and opts.envid:
         params["ENVID"] = xtext(opts.envid)
     params.update(opts.mail_params)
-    mail = Command("MAIL", msg.sender, params)
+    mail = Command("MAIL", msg.sender, params, unqualified=msg.unqualified)
     rcpts = []
     for address in msg.recipients:
         rcpt_params: dict[str, str | None] = dict(opts.rcpt_params)
@@ -104,7 +104,7 @@ def plan_envelope(
             rcpt_params["NOTIFY"] = ",".join(opts.notify)
         if dsn and opts.orcpt:
             rcpt_params["ORCPT"] = _orcpt(address)
-        rcpts.append(Command("RCPT", address, rcpt_params))
+        rcpts.append(Command("RCPT", address, rcpt_params, unqualified=msg.unqualified))
     # Encode now: a bad parameter must fail before the flight, not half-way through it.
     for command in (mail, *rcpts):
         encode_command(command)

@@ -72,6 +72,8 @@ class PreparedMessage:
         seven_bit: when the body is 8-bit and can be re-encoded (a
             ``Message``), renders the 7-bit-safe form of the same message for
             servers without 8BITMIME (see :meth:`as_seven_bit`); else ``None``.
+        unqualified: the envelope may hold bare local parts (the smtplib
+            drop-in's compatibility rule, see ``sansio.validate_mailbox``).
     """
 
     sender: str
@@ -81,6 +83,7 @@ class PreparedMessage:
     eight_bit: bool | None
     smtputf8: bool
     seven_bit: Callable[[], _Body] | None = None
+    unqualified: bool = False
 
     def as_seven_bit(self) -> PreparedMessage:
         """The same message with every 8-bit part transfer-encoded (base64/QP).
@@ -264,6 +267,7 @@ def prepare_message(
     *,
     sender: str | None,
     recipients: Iterable[str] | None,
+    allow_unqualified: bool = False,
 ) -> PreparedMessage:
     """Validate the envelope and set up the body stream for ``message``.
 
@@ -272,6 +276,8 @@ def prepare_message(
             bytes-like, a binary file object, or an iterable of ``bytes`` chunks.
         sender: envelope sender; ``None`` takes it from the message's headers.
         recipients: envelope recipients; ``None`` takes To/Cc/Bcc.
+        allow_unqualified: accept bare local parts (``root``) in the envelope,
+            as smtplib does (the drop-in's compatibility rule).
 
     Raises:
         InvalidArgumentError: no recipients, an unsafe address, a header injection,
@@ -315,15 +321,17 @@ def prepare_message(
         raise InvalidArgumentError(
             "no recipients: pass recipients= (or an EmailMessage with To/Cc/Bcc headers)"
         )
-    validate_mailbox(sender, allow_empty=True)
+    validate_mailbox(sender, allow_empty=True, allow_unqualified=allow_unqualified)
     for rcpt in rcpts:
-        validate_mailbox(rcpt)
+        validate_mailbox(rcpt, allow_unqualified=allow_unqualified)
     utf8 = (
         prepared.smtputf8
         or mailbox_needs_smtputf8(sender)
         or any(mailbox_needs_smtputf8(r) for r in rcpts)
     )
-    return replace(prepared, sender=sender, recipients=rcpts, smtputf8=utf8)
+    return replace(
+        prepared, sender=sender, recipients=rcpts, smtputf8=utf8, unqualified=allow_unqualified
+    )
 
 
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Callable
 from typing import Final
 
-from .._advice import NATIVE
+from .._advice import NATIVE, Advice
 from .._types import QUIT_WAIT
 from ..errors import (
     RemoteProtocolError,
@@ -53,7 +53,7 @@ def handshake(
     timeout: float,
     implicit: bool,
     verify_identity: Callable[[bytes], object] | None,
-    wire: Wire | None = None,
+    advice: Advice = NATIVE,
 ) -> IO[AnyTransport]:
     """Run the TLS handshake over ``transport``; return the TLS transport.
 
@@ -65,14 +65,13 @@ def handshake(
         timeout: seconds for the handshake.
         implicit: implicit TLS (the first bytes) rather than after STARTTLS.
         verify_identity: the RFC 7817 identity check, when smtpsec does it.
-        wire: the wire whose advice words the fixes (``None``: native words).
+        advice: the front end's words for the fixes.
 
     Raises:
         CertificateError, TLSVersionError, TLSUnavailableError: the handshake
             failed (the ``ssl`` error is the cause); the transport is closed.
         TimeoutError: it did not finish in time; the transport is closed.
     """
-    advice = wire.advice if wire is not None else NATIVE
     try:
         return (
             yield from perform(
@@ -215,7 +214,7 @@ def _secure(
         timeout=wire.timeout,
         implicit=implicit,
         verify_identity=verify_identity,
-        wire=wire,
+        advice=wire.advice,
     )
     wire.upgraded(tls)
     info = tls.tls

@@ -105,6 +105,7 @@ class Recipe:
         options: Mapping[str, object],
         *,
         where: str,
+        advice: Advice = NATIVE,
     ) -> Recipe:
         """Check the connect options (pure) and choose the plan.
 
@@ -113,6 +114,7 @@ class Recipe:
             port: the port, or ``None``.
             options: keyword arguments, checked against :class:`ConnectOptions`.
             where: the public function's name, for a :class:`TypeError`.
+            advice: the front end's words for fixes (the CLI passes its own).
 
         Raises:
             TypeError: an option that does not exist (a typo).
@@ -156,8 +158,8 @@ class Recipe:
             findings.append(
                 Finding(
                     InsecureConfigurationWarning,
-                    f"Security.PLAINTEXT to {host}: everything, including the message, "
-                    "travels in cleartext (RFC 8314 §4.1); use Security.AUTO",
+                    f"{advice.plaintext} to {host}: everything, including the message, "
+                    f"travels in cleartext (RFC 8314 §4.1); {advice.verified_tls}",
                 )
             )
         return cls(
@@ -171,6 +173,7 @@ class Recipe:
             password,
             opts.get("auth"),
             opts.get("token"),
+            advice=advice,
             findings=findings,
         )
 
@@ -368,6 +371,7 @@ def _login(wire: Wire, extensions: Extensions, recipe: Recipe) -> IO[str]:
         client_cert=recipe.policy.client_cert is not None,
         explicit=recipe.mechanism,
         scram_max_iterations=recipe.policy.scram_max_iterations,
+        advice=recipe.advice,
     )
     yield from authenticate(wire, mechanism)
     return mechanism.name

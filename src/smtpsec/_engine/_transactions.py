@@ -24,6 +24,7 @@ from ..errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    ServerClosing,
     SMTPSecError,
 )
 from ..sansio import BdatEncoder, Command, DataEncoder, Extensions, Reply
@@ -280,10 +281,11 @@ class _Engine:
             handler(reply)
             if reply.code == 421:
                 # RFC 5321 §3.8: the server is closing the channel.
-                raise ReplyError(
+                raise ServerClosing(
                     f"{self.wire.peer} closed the connection: {reply.code} {reply.text}; "
                     "the message in progress was not sent (temporary: try again later)",
                     code=reply.code,
+                    command=response.command.verb if response.command is not None else "",
                     enhanced_status=_enh(reply),
                     text=reply.text,
                 )
@@ -455,6 +457,10 @@ class _Engine:
             if tx.settled:
                 continue
             if first:
+                if isinstance(cause, ServerClosing):
+                    cause.refused = {
+                        r: (v.code, v.enhanced_status, v.text) for r, v in tx.refused.items()
+                    }
                 tx.error, first = cause, False
                 continue
             tx.error = ConnectError(

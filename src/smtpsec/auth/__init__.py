@@ -45,6 +45,7 @@ import re
 from collections.abc import Iterable
 from typing import Final, Protocol
 
+from .._advice import NATIVE, Advice
 from .._types import MAX_COMMAND_LINE
 from ..errors import CapabilityError, PolicyError, RemoteProtocolError
 from ..policy import DEFAULT_SCRAM_MAX_ITERATIONS
@@ -232,7 +233,11 @@ def _usable(credentials: Credentials | None, token: Token | None, client_cert: b
 
 
 def _build(
-    name: str, credentials: Credentials | None, token: Token | None, scram_max_iterations: int
+    name: str,
+    credentials: Credentials | None,
+    token: Token | None,
+    scram_max_iterations: int,
+    advice: Advice,
 ) -> Mechanism:
     if name == "EXTERNAL":
         return External(authzid=credentials.authzid if credentials else "")
@@ -245,9 +250,9 @@ def _build(
         assert token is not None
         return XOAuth2(credentials.username, token)
     if name == "SCRAM-SHA-256":
-        return ScramSHA256(credentials, max_iterations=scram_max_iterations)
+        return ScramSHA256(credentials, max_iterations=scram_max_iterations, advice=advice)
     if name == "SCRAM-SHA-1":
-        return ScramSHA1(credentials, max_iterations=scram_max_iterations)
+        return ScramSHA1(credentials, max_iterations=scram_max_iterations, advice=advice)
     password_classes: dict[str, type[Plain | Login | CramMD5]] = {
         "PLAIN": Plain,
         "LOGIN": Login,
@@ -256,16 +261,17 @@ def _build(
     return password_classes[name](credentials)
 
 
-def _nothing_usable(server: set[str], usable: set[str], order: list[str]) -> str:
+def _nothing_usable(server: set[str], usable: set[str], order: list[str], advice: Advice) -> str:
     """Say why no mechanism fits, and what the caller can change."""
     hints = []
     if not server:
         hints.append("it accepts no login here; check the host and port (465 or 587)")
     for name in sorted(server & usable - set(order)):
         why = " (it does not authenticate the server)" if name == "CRAM-MD5" else ""
-        hints.append(f"pass auth={name!r} to allow {name} explicitly{why}")
+        how = advice.choose_mechanism.format(name=name)
+        hints.append(f"{how} to allow {name} explicitly{why}")
     if server & _TOKEN_MECHS and not usable & _TOKEN_MECHS:
-        hints.append("it takes OAuth 2.0 tokens: pass a token (or a token provider)")
+        hints.append(f"it takes OAuth 2.0 tokens: {advice.use_oauth}")
     if "XOAUTH2" in server and "OAUTHBEARER" in usable - server:
         hints.append("XOAUTH2 needs the username as well as the token")
     if server & _PASSWORD_MECHS - {"CRAM-MD5"} and not usable & _PASSWORD_MECHS:
@@ -287,6 +293,7 @@ def choose_mechanism(
     preference: Iterable[str] = DEFAULT_PREFERENCE,
     explicit: str | None = None,
     scram_max_iterations: int = DEFAULT_SCRAM_MAX_ITERATIONS,
+    advice: Advice = NATIVE,
 ) -> Mechanism:
     """Pick one mechanism and build it, ready for a single AUTH attempt.
 
@@ -307,6 +314,7 @@ def choose_mechanism(
         explicit: use exactly this mechanism or fail.
         scram_max_iterations: the most PBKDF2 iterations SCRAM may be asked for
             (``Policy.scram_max_iterations``).
+        advice: how failure messages word the fix (the front end's own terms).
 
     Raises:
         PolicyError: an unknown mechanism name, no secrets at all, or an
@@ -336,23 +344,25 @@ def choose_mechanism(
             shown = ", ".join(sorted(server)) or "no mechanism"
             raise CapabilityError(
                 f"the server does not offer AUTH {name} after TLS (it offers {shown}); "
-                "pass one of those as auth=, or leave auth unset to let smtpsec choose"
+                "use one of those, or let smtpsec choose"
             )
         if name not in usable:
             raise PolicyError(f"AUTH {name} needs {_NEEDS[name]}, which was not given")
-        return _build(name, credentials, token, scram_max_iterations)
+        return _build(name, credentials, token, scram_max_iterations, advice)
     for name in order:
         if name in server and name in usable:
-            return _build(name, credentials, token, scram_max_iterations)
-    raise CapabilityError(_nothing_usable(server, usable, order))
+            return _build(name, credentials, token, scram_max_iterations, advice)
+    raise CapabilityError(_nothing_usable(server, usable, order, advice))
 
 
 # --------------------------------------------------------------------------- failure hints
 
-_PROVIDER_HINT: Final = (
-    "Gmail and Outlook/Microsoft 365 refuse the account password for SMTP: use an app "
-    "password, or OAuth 2.0 (pass a token)"
-)
+
+def _provider_hint(advice: Advice) -> str:
+    return (
+        "Gmail and Outlook/Microsoft 365 refuse the account password for SMTP: use an app "
+        f"password, or OAuth 2.0 ({advice.use_oauth})"
+    )
 
 
 def auth_failure_hint(
@@ -361,6 +371,7 @@ def auth_failure_hint(
     mechanism: str,
     *,
     server_error: OAuthErrorInfo | None = None,
+    advice: Advice = NATIVE,
 ) -> str:
     """Say what usually fixes a failed AUTH, for :attr:`AuthenticationError.hint`.
 
@@ -371,6 +382,7 @@ def auth_failure_hint(
         enhanced: its enhanced status code (``"5.7.8"``) or ``None``.
         mechanism: the mechanism that was tried.
         server_error: the OAuth error JSON the mechanism captured, if any.
+        advice: how the hint words the fix (the front end's own terms).
     """
     mech = mechanism.upper()
     status = (
@@ -392,13 +404,16 @@ def auth_failure_hint(
             "response omitted, sending it after the server's 334 prompt"
         )
     if code == 504:
-        return f"the server does not implement AUTH {mech} (504{status}); choose another with auth="
+        return (
+            f"the server does not implement AUTH {mech} (504{status}); use another "
+            f"mechanism ({advice.choose_mechanism.format(name='...')})"
+        )
     if code == 530:
         return f"the server requires authentication (530{status}): pass credentials"
     if code == 534:
         return (
             f"the server refuses {mech} as too weak, or wants a web sign-in first "
-            f"(534{status}). {_PROVIDER_HINT}"
+            f"(534{status}). {_provider_hint(advice)}"
         )
     if code == 535 and mech in _TOKEN_MECHS:
         return (
@@ -412,7 +427,8 @@ def auth_failure_hint(
             "account (535 5.7.139): enable authenticated SMTP for the mailbox, or use OAuth 2.0"
         )
     if code == 535:
-        return f"the username or password was refused (535{status}); check both. {_PROVIDER_HINT}"
+        provider = _provider_hint(advice)
+        return f"the username or password was refused (535{status}); check both. {provider}"
     if code == 538:
         return (
             f"the server wants encryption for {mech} (538{status}), yet smtpsec only "

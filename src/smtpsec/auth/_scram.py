@@ -17,6 +17,7 @@ import re
 import secrets
 from typing import ClassVar, Final
 
+from .._advice import NATIVE, Advice
 from ..errors import AuthenticationError, InvalidArgumentError, RemoteProtocolError, SecurityError
 from ..policy import DEFAULT_SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS
 from ._mechanisms import (
@@ -43,6 +44,7 @@ class _Scram(MechanismBase):
     """RFC 5802 SCRAM without channel binding; the server must prove itself."""
 
     __slots__ = (
+        "_advice",
         "_bare",
         "_gs2",
         "_max_iterations",
@@ -59,6 +61,7 @@ class _Scram(MechanismBase):
         credentials: Credentials,
         *,
         max_iterations: int = DEFAULT_SCRAM_MAX_ITERATIONS,
+        advice: Advice = NATIVE,
         _client_nonce: str | None = None,
     ) -> None:
         """Validate the credentials and draw a random client nonce.
@@ -67,6 +70,7 @@ class _Scram(MechanismBase):
             credentials: user name and password.
             max_iterations: the most PBKDF2 iterations the server may ask for
                 (``Policy.scram_max_iterations``); each costs client CPU.
+            advice: how the error for a larger count words the fix.
             _client_nonce: a fixed nonce, for test vectors only.
 
         Raises:
@@ -87,6 +91,7 @@ class _Scram(MechanismBase):
         self._verified = False
         self._round = 0
         self._max_iterations = max_iterations
+        self._advice = advice
 
     def _initial(self) -> bytes | None:
         return (self._gs2 + self._bare).encode()
@@ -134,10 +139,10 @@ class _Scram(MechanismBase):
                 f"the server asked for {count:,} SCRAM iterations, more than the "
                 f"{self._max_iterations:,} this client allows (each costs CPU before the "
                 "password is even checked); the exchange was cancelled. If the server is "
-                "genuine, raise Policy(scram_max_iterations=...) or choose another mechanism",
+                f"genuine, {self._advice.scram_cap}",
                 code=334,
                 text=server_first[:200],
-                hint="raise Policy(scram_max_iterations=...) if the server is genuine",
+                hint=f"if the server is genuine, {self._advice.scram_cap}",
             )
         salted = hashlib.pbkdf2_hmac(self._hash, self._password, base64.b64decode(salt_text), count)
         channel = base64.b64encode(self._gs2.encode()).decode("ascii")

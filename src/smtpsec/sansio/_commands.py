@@ -68,12 +68,16 @@ class Command:
             size and optional ``LAST`` for BDAT, base64 for continuations).
         params: ESMTP parameters for MAIL/RCPT (``{"SIZE": "123", "SMTPUTF8": None}``).
         redact: when true the argument is a secret: logs show ``<redacted>``.
+        unqualified: MAIL/RCPT only: the address may be a bare local part
+            (``root``), which a local MTA qualifies with its own domain; see
+            :func:`validate_mailbox`.
     """
 
     verb: str
     argument: str = ""
     params: Mapping[str, str | None] | None = None
     redact: bool = False
+    unqualified: bool = False
 
     def loggable(self) -> str:
         """The command as text for a transcript, with secrets replaced.
@@ -165,7 +169,7 @@ def _check_params(verb: str, params: Mapping[str, str | None]) -> None:
             )
 
 
-def _check_argument(verb: str, argument: str) -> None:
+def _check_argument(verb: str, argument: str, *, unqualified: bool) -> None:
     """Verb-specific argument rules (controls were already rejected)."""
     if verb in {"EHLO", "HELO"}:
         if not argument or not argument.isascii() or " " in argument:
@@ -174,11 +178,11 @@ def _check_argument(verb: str, argument: str) -> None:
                 "build it with ehlo_name()"
             )
     elif verb == "MAIL":
-        validate_mailbox(argument, allow_empty=True)
+        validate_mailbox(argument, allow_empty=True, allow_unqualified=unqualified)
     elif verb == "RCPT":
         # RFC 5321 §4.1.1.3: "<Postmaster>" without a domain is a valid recipient.
         if argument.lower() != "postmaster":
-            validate_mailbox(argument)
+            validate_mailbox(argument, allow_unqualified=unqualified)
     elif verb == "BDAT":
         if not _BDAT_RE.fullmatch(argument):
             raise InvalidArgumentError(
@@ -234,7 +238,7 @@ def encode_command(command: Command) -> bytes:
     params = command.params or {}
     if params:
         _check_params(verb, params)
-    _check_argument(verb, command.argument)
+    _check_argument(verb, command.argument, unqualified=command.unqualified)
     if verb == "BDAT":
         size, _, last = command.argument.partition(" ")
         argument = f"{size} LAST" if last else size
@@ -297,11 +301,15 @@ def _valid_address_literal(literal: str) -> bool:
         return False
 
 
-def validate_mailbox(address: str, *, allow_empty: bool = False) -> str:
+def validate_mailbox(
+    address: str, *, allow_empty: bool = False, allow_unqualified: bool = False
+) -> str:
     """Check an envelope address enough to stop injection and return it unchanged.
 
     Rejects controls, ``<``, ``>``, whitespace outside a quoted local part, a
-    missing ``@`` (except the null sender ``""`` when ``allow_empty``), and
+    missing ``@`` (except the null sender ``""`` when ``allow_empty``, and a
+    bare local part such as ``root`` when ``allow_unqualified``: local MTAs
+    qualify it with their own domain, and smtplib code relies on that), and
     local-part > 64, domain > 255, path > 256 octets (UTF-8 encoded)
     (R-5321-4.5.3.1-1). Quoted local parts (``"john doe"@example.com``) and
     address literals (``user@[192.0.2.1]``, ``user@[IPv6:2001:db8::1]``) are
@@ -322,13 +330,19 @@ def validate_mailbox(address: str, *, allow_empty: bool = False) -> str:
     if address.startswith('"'):
         local, rest = _split_quoted(address)
     else:
-        local, _, domain = address.rpartition("@")
-        rest = "@" + domain if local else address
+        local, at, domain = address.rpartition("@")
+        if allow_unqualified and not at:
+            local = address  # a bare local part
+        rest = "@" + domain if local and at else ("" if local else address)
         bad = sorted({char for char in local if char in _LOCAL_SPECIALS or char.isspace()})
         if bad:
             raise _invalid_address(
                 address, f"the local part contains {''.join(bad)!r}; quote the local part"
             )
+    if allow_unqualified and local and not rest:
+        if _octets(local) > MAX_LOCAL_PART:
+            raise _invalid_address(address, f"the local part is over {MAX_LOCAL_PART} octets")
+        return address
     if not rest.startswith("@") or len(local) == 0:
         raise _invalid_address(address, "it needs the form local-part@domain")
     domain = rest[1:]

@@ -46,7 +46,10 @@ class State(enum.Enum):
 _TABLE: Final[dict[State, dict[str, State]]] = {
     State.NEED_EHLO: {"EHLO": State.READY, "HELO": State.READY, "LHLO": State.READY},
     State.READY: {
+        # RFC 5321 §4.1.4: a client may say EHLO (or HELO) again; the server
+        # answers as to a fresh one (or refuses: its reply decides).
         "EHLO": State.READY,
+        "HELO": State.READY,
         "LHLO": State.READY,
         "STARTTLS": State.TLS_PENDING,
         "AUTH": State.READY,

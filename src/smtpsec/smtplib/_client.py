@@ -40,6 +40,7 @@ from ..errors import (
     RemoteProtocolError,
     ReplyError,
     SenderRefused,
+    ServerClosing,
     SMTPSecError,
 )
 from ..errors import TimeoutError as DeadlineError
@@ -53,6 +54,7 @@ from ..sending import SendOptions, SendResult
 from . import _errors as errors
 from ._commands import (
     address_command,
+    envelope_address,
     message_bytes,
     refusal_bytes,
     reply_bytes,
@@ -210,7 +212,12 @@ class SMTP(_Secured):
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         options, utf8, eight_bit = send_options(mail_options, rcpt_options)
         try:
-            prepared = prepare_message(body, sender=from_addr, recipients=recipients)
+            sender = envelope_address(from_addr, "MAIL")
+            # smtplib reports refusals under the caller's own spelling of each address.
+            given = {envelope_address(r, "RCPT"): r for r in recipients}
+            prepared = prepare_message(
+                body, sender=sender, recipients=list(given), allow_unqualified=True
+            )
         except InvalidArgumentError as exc:
             if not recipients:
                 raise errors.RecipientsRefusedError(
@@ -226,10 +233,14 @@ class SMTP(_Secured):
                 smtputf8=prepared.smtputf8 or utf8,
                 eight_bit=prepared.eight_bit or eight_bit,
             )
-        return self._transaction(prepared, options)
+        return self._transaction(prepared, options, from_addr, given)
 
     def _transaction(
-        self, prepared: PreparedMessage, options: SendOptions
+        self,
+        prepared: PreparedMessage,
+        options: SendOptions,
+        from_addr: str,
+        given: dict[str, str],
     ) -> dict[str, tuple[int, bytes]]:
         wire = self._require_wire()
         extensions = self._extensions if self.does_esmtp else Extensions()
@@ -247,10 +258,13 @@ class SMTP(_Secured):
         (outcome,) = outcomes
         if isinstance(outcome, SendResult):
             return {
-                address: (refusal.code, refusal_bytes(refusal.enhanced_status, refusal.text))
+                given.get(address, address): (
+                    refusal.code,
+                    refusal_bytes(refusal.enhanced_status, refusal.text),
+                )
                 for address, refusal in outcome.refused.items()
             }
-        error = self._stdlib_outcome(outcome, prepared.sender)
+        error = self._stdlib_outcome(outcome, from_addr, given)
         if self._wire is not None and not isinstance(
             outcome, CapabilityError | InvalidArgumentError
         ):
@@ -259,7 +273,9 @@ class SMTP(_Secured):
                 self.rset()
         raise error
 
-    def _stdlib_outcome(self, error: SMTPSecError, sender: str) -> BaseException:
+    def _stdlib_outcome(
+        self, error: SMTPSecError, sender: str, given: dict[str, str]
+    ) -> BaseException:
         """A failed transaction in smtplib's classes (the connection closed if it broke)."""
         tls = self._tls is not None
         broken = self._wire is None or self._wire.conn.state is State.CLOSED
@@ -269,9 +285,16 @@ class SMTP(_Secured):
             return errors.SenderRefusedError(
                 str(error), code=error.code, msg=text_bytes(error), sender=sender, tls=tls
             )
+        if isinstance(error, ServerClosing) and error.command == "RCPT":
+            # smtplib: a 421 to RCPT closes and reports the refusals so far.
+            refused = {
+                given.get(address, address): (code, refusal_bytes(status, text))
+                for address, (code, status, text) in error.refused.items()
+            }
+            return errors.RecipientsRefusedError(str(error), recipients=refused, tls=tls)
         if isinstance(error, RecipientsRefused):
             refused = {
-                address: (code, refusal_bytes(status, text))
+                given.get(address, address): (code, refusal_bytes(status, text))
                 for address, (code, status, text) in error.refused.items()
             }
             return errors.RecipientsRefusedError(str(error), recipients=refused, tls=tls)

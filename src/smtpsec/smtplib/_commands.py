@@ -9,12 +9,13 @@ and renders the engine's replies back the way smtplib does.
 
 from __future__ import annotations
 
+import email.utils
 import socket
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from ..errors import ConnectError, InvalidArgumentError, ReplyError
-from ..sansio import Command, Reply, ehlo_name, encode_command
+from ..sansio import Command, Reply, ehlo_name, encode_command, first_control_character
 from ..sending import SendOptions
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ __all__ = [
     "address_command",
     "checked_ehlo_name",
     "disconnect_text",
+    "envelope_address",
     "loggable",
     "message_bytes",
     "parse_line",
@@ -80,14 +82,39 @@ def parse_options(options: Iterable[str], what: str) -> dict[str, str | None]:
     return params
 
 
+def envelope_address(address: object, what: str) -> str:
+    """An smtplib address argument as the bare envelope address smtplib would send.
+
+    smtplib passes every address through ``quoteaddr()``: ``"Ann <ann@x>"``
+    and ``"<ann@x>"`` send ``ann@x``, ``"<>"`` is the null sender, anything it
+    cannot parse is sent as given. The same happens here, except that a
+    control character anywhere in what the caller gave is refused first, so
+    parsing can never hide an injection attempt; the result then goes through
+    the engine's address rules (with bare local parts allowed, as smtplib does).
+    """
+    if not isinstance(address, str):
+        raise InvalidArgumentError(
+            f"the {what} address must be a str, not {type(address).__name__}"
+        )
+    found = first_control_character(address)
+    if found is not None:
+        raise InvalidArgumentError(
+            f"the {what} address {address[:80]!r} contains the control character "
+            f"{ord(found):#04x}; nothing was sent. Remove the character"
+        )
+    stripped = address.strip()
+    if stripped == "<>":
+        return ""
+    display, parsed = email.utils.parseaddr(stripped)
+    if (display, parsed) == ("", ""):
+        return stripped[1:-1] if stripped.startswith("<") and stripped.endswith(">") else stripped
+    return parsed
+
+
 def address_command(verb: str, address: str, options: Iterable[str]) -> Command:
     """``MAIL``/``RCPT`` for an address and smtplib-style options."""
-    if not isinstance(address, str):
-        raise InvalidArgumentError(f"the {verb} address must be a str, not {type(address)!r}")
-    bare = address.strip()
-    if bare.startswith("<") and bare.endswith(">"):
-        bare = bare[1:-1]  # smtplib's quoteaddr() form
-    return Command(verb, bare, parse_options(options, verb) or None)
+    bare = envelope_address(address, verb)
+    return Command(verb, bare, parse_options(options, verb) or None, unqualified=True)
 
 
 def parse_line(line: str) -> Command:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .. import auth as sasl
+from .._advice import DROP_IN
 from .._engine import (
     authenticate,
     emit,
@@ -181,6 +182,7 @@ class _Secured(_Session):
             credentials=sasl.Credentials(user, password),
             preference=_LOGIN_PREFERENCE,
             scram_max_iterations=self._policy.scram_max_iterations,
+            advice=DROP_IN,
         )
         self.user, self.password = user, password
         reply = self._authenticate(mechanism, initial_response_ok)
@@ -207,7 +209,7 @@ class _Secured(_Session):
             reply = self._run(authenticate(wire, mechanism, initial_response=initial_response))
         except AuthenticationError as exc:
             raise errors.AuthFailed(
-                f"authentication with {mechanism.name} failed ({exc.code}): {exc.hint}",
+                str(exc),
                 code=exc.code,
                 msg=text_bytes(exc),
                 hint=exc.hint,

@@ -41,6 +41,7 @@ from ..sansio import (
     Extensions,
     Reply,
     State,
+    encode_command,
 )
 from ..tls import TLSInfo
 from ..transports import SocketTransport
@@ -69,6 +70,8 @@ _BEFORE_EHLO = frozenset({"EHLO", "HELO", "LHLO", "QUIT", "NOOP", "RSET", "HELP"
 #: A server on the implicit-TLS port that is spoken to in plaintext waits for a
 #: ClientHello and never greets: say so after this long, not after the timeout.
 _IMPLICIT_PORT_GREETING_WAIT = 5.0
+#: The port where that happens (RFC 8314 §7.3: submissions, implicit TLS).
+_IMPLICIT_TLS_PORT = _std.SMTP_SSL_PORT
 
 
 def _socket_module() -> object:
@@ -268,7 +271,7 @@ class _Session(_std.SMTP):
         wire = self._require_wire()
         implicit = wire.transport.tls is not None
         wait = wire.timeout
-        if not implicit and self._port == _std.SMTP_SSL_PORT:
+        if not implicit and self._port == _IMPLICIT_TLS_PORT:
             wire.timeout = min(wait, _IMPLICIT_PORT_GREETING_WAIT)
         try:
             reply = self._run(phases.greeting(wire, implicit=implicit))
@@ -340,11 +343,12 @@ class _Session(_std.SMTP):
 
     def _send_command(self, line: str, command: Command | None) -> None:
         wire = self._require_wire()
-        line.encode(self.command_encoding)  # smtplib's UnicodeEncodeError, before anything
         try:
             command = command if command is not None else parse_line(line)
+            encode_command(command)  # the engine's rules first: a control is never "just" ASCII
         except InvalidArgumentError as exc:
             raise stdlib_wording(line, exc) from None
+        line.encode(self.command_encoding)  # smtplib's UnicodeEncodeError, before anything
         if command.verb not in _BEFORE_EHLO:
             self._ehlo_inside_tls()
         try:

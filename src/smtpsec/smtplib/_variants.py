@@ -6,6 +6,7 @@ import smtplib as _std
 import ssl
 from typing import TYPE_CHECKING
 
+from .._advice import DROP_IN
 from .._engine import (
     phases,
 )
@@ -96,6 +97,7 @@ class SMTP_SSL(SMTP, _std.SMTP_SSL):
                         timeout=self.timeout,
                         implicit=True,
                         verify_identity=None,
+                        advice=DROP_IN,
                     )
                 )
             info = upgraded.tls
@@ -155,6 +157,10 @@ class LMTP(SMTP, _std.LMTP):
     ) -> tuple[int, bytes]:
         """Connect over TCP (``host:port`` works too), or to a Unix socket path."""
         if not host.startswith("/"):
+            if port == _std.LMTP_PORT and host.count(":") == 1:
+                # LMTP("host:port"): the port in the name wins over the
+                # constructor's default (smtplib would look up "host:port").
+                port = 0
             return super().connect(host, port, source_address=source_address)
         self._prepare(host, 0, local=True)
         module = _socket_module()
