@@ -50,3 +50,22 @@ def test_the_check_sees_f_string_parts() -> None:
     tree = ast.parse('def f(x):\n    raise ValueError(f"bad {x} (R-PY-3)")\n')
     parts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
     assert any(_REQUIREMENT_ID.search(str(part)) for part in parts)
+
+
+def test_drop_in_and_cli_advice_name_their_own_api() -> None:
+    """Every fix the drop-in and the CLI offer is worded in their API, never the native one.
+
+    The engine and the guard take their fixes from an ``Advice``; this holds the
+    two non-native vocabularies to it (the tests in tests/adapters and tests/cli
+    check the messages users actually see).
+    """
+    from dataclasses import fields
+
+    from smtpsec._advice import CLI, DROP_IN, NATIVE
+
+    for advice in (DROP_IN, CLI):
+        for field in fields(advice):
+            phrase = getattr(advice, field.name)
+            assert "Policy(" not in phrase, (field.name, phrase)
+            assert "Security." not in phrase, (field.name, phrase)
+    assert all(getattr(NATIVE, f.name) for f in fields(NATIVE) if f.name != "pin_self_signed")
