@@ -18,6 +18,7 @@ from .errors import (
     CapabilityError,
     CertificateError,
     ConnectError,
+    DeliveryUnknown,
     DowngradeError,
     InsecureAuthError,
     InsecureConfigurationWarning,
@@ -44,6 +45,7 @@ from .errors import (
 from .memory import Account, TLSMemory
 from .options import ConnectOptions
 from .policy import Policy, Security, select_plan
+from .pool import Pool
 from .report import SecurityReport
 from .sending import MessageInput, Outgoing, RecipientRefusal, SendOptions, SendResult
 from .tls import TLSInfo
@@ -55,6 +57,7 @@ __all__ = [
     "CertificateError",
     "ConnectError",
     "ConnectOptions",
+    "DeliveryUnknown",
     "DowngradeError",
     "Endpoint",
     "InsecureAuthError",
@@ -66,6 +69,7 @@ __all__ = [
     "PinMismatchError",
     "Policy",
     "PolicyError",
+    "Pool",
     "ProtocolError",
     "Provenance",
     "RecipientRefusal",

@@ -16,6 +16,7 @@ __all__ = [
     "CapabilityError",
     "CertificateError",
     "ConnectError",
+    "DeliveryUnknown",
     "DowngradeError",
     "InsecureAuthError",
     "InsecureConfigurationWarning",
@@ -269,6 +270,17 @@ class ServerClosing(ReplyError):
 
 class ConnectError(SMTPSecError, ConnectionError):
     """The TCP connection could not be made, or was lost."""
+
+
+class DeliveryUnknown(ConnectError):
+    """The connection failed after the whole message had gone out, before the server answered.
+
+    The server may have accepted the message (and may deliver it) or not;
+    nobody can tell from here. Sending it again may deliver it twice, so
+    nothing in smtpsec does that automatically: decide with the recipient,
+    or from the server's logs. ``__cause__`` is the failure itself (a lost
+    connection, a timeout, a garbled reply).
+    """
 
 
 class TimeoutError(SMTPSecError, builtins.TimeoutError):

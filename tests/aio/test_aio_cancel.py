@@ -249,7 +249,9 @@ async def test_dripping_final_reply_makes_the_message_a_timeout_outcome(
     )
     session = await smtpsec.aio.connect("localhost", srv.port, **{**tls_args, "timeout": SHORT})
     (outcome,) = await session.send_many([message(1)])
-    assert isinstance(outcome, smtpsec.TimeoutError)
+    # The message went out whole; only its reply is late: it may have been taken.
+    assert isinstance(outcome, smtpsec.DeliveryUnknown)
+    assert isinstance(outcome.__cause__, smtpsec.TimeoutError)
     assert session.closed
     assert await wait_closed(srv.connections[0])
 

@@ -36,6 +36,8 @@ from ._message import (
     flatten,
     prepare_message,
 )
+from ._pooling import DEFAULT_SIZE as DEFAULT_POOL_SIZE
+from ._pooling import Entry, PoolLimits, RateLimiter, Slots, is_connection_limit
 from ._session import SessionState, emit, single
 from ._setup import (
     DEFAULT_TIMEOUT,
@@ -49,19 +51,24 @@ from ._transactions import run_transactions
 from ._wire import Wire
 
 __all__ = [
+    "DEFAULT_POOL_SIZE",
     "DEFAULT_TIMEOUT",
     "IO",
     "Close",
+    "Entry",
     "Established",
     "Offload",
     "OpenConnection",
     "PendingPlaintext",
     "Poll",
+    "PoolLimits",
     "PreparedMessage",
+    "RateLimiter",
     "Read",
     "Recipe",
     "Request",
     "SessionState",
+    "Slots",
     "StartTLS",
     "Wire",
     "Write",
@@ -72,6 +79,7 @@ __all__ = [
     "envelope_from_headers",
     "establish",
     "flatten",
+    "is_connection_limit",
     "perform",
     "phases",
     "plan_envelope",

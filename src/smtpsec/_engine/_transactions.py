@@ -19,6 +19,7 @@ from typing import Final
 from ..errors import (
     CapabilityError,
     ConnectError,
+    DeliveryUnknown,
     InvalidArgumentError,
     RecipientsRefused,
     RemoteProtocolError,
@@ -75,6 +76,13 @@ class _Tx:
     delivered: list[str] = field(default_factory=list)  # LMTP: per-recipient successes
     go_ahead: bool = False  # 354 received
     over: bool = False  # the DATA terminator went: the transaction ends with its reply
+    #: ``wire.writes`` when the message's last byte (DATA end, BDAT LAST) was
+    #: queued: the flight that carries it is the next write.
+    last_byte_queued_at: int | None = None
+
+    def fully_sent(self, writes: int) -> bool:
+        """Whether a write carrying the message's last byte was attempted."""
+        return self.last_byte_queued_at is not None and writes > self.last_byte_queued_at
 
     def failed(self) -> bool:
         # A method, not ``error is not None`` inline: replies handled inside a
@@ -347,6 +355,7 @@ class _Engine:
                 return
         if inline is not None:
             tx.size = len(inline)
+            tx.last_byte_queued_at = self.wire.writes
             self._command(Command("BDAT", f"{len(inline)} LAST"), tx.on_final("BDAT"), inline)
             yield from self._boundary()
         elif chunks is not None and first is not None:
@@ -390,6 +399,8 @@ class _Engine:
             data, last = chunk
             handler = tx.on_final("BDAT") if last else tx.on_chunk
             tx.size += len(data)
+            if last:
+                tx.last_byte_queued_at = self.wire.writes
             self._command(
                 Command("BDAT", f"{len(data)} LAST" if last else str(len(data))), handler, data
             )
@@ -426,6 +437,8 @@ class _Engine:
                     f"the connection to {self.wire.peer} was closed because a message body "
                     f"failed half-way ({exc}); later messages were not sent"
                 ) from exc
+        # Recorded before queueing: _content may already write the terminator.
+        tx.last_byte_queued_at = self.wire.writes
         yield from self._content(enc.finish())
         tx.size = enc.body_octets
         self.wire.log_content(tx.size)
@@ -450,23 +463,36 @@ class _Engine:
     # ---------------------------------------------------------------- failure
 
     def abort(self, txs: Sequence[_Tx], cause: SMTPSecError) -> IO[None]:
-        """The connection is unusable: close it; unsettled messages were not sent."""
+        """The connection is unusable: close it and give each unsettled message its outcome.
+
+        A message whose last byte went out may have been accepted:
+        :class:`DeliveryUnknown`. Of the others, the first carries the cause
+        and the rest a :class:`ConnectError` chained to it (none was sent).
+        """
         yield from self.wire.close()
         first = True
         for tx in txs:
             if tx.settled:
                 continue
-            if first:
+            if tx.fully_sent(self.wire.writes) and not isinstance(cause, ServerClosing):
+                tx.error = DeliveryUnknown(
+                    f"the connection to {self.wire.peer} failed after the whole message was "
+                    f"sent and before the server answered ({cause}); it may or may not have "
+                    "been accepted, so sending it again may deliver it twice"
+                )
+            elif first:
                 if isinstance(cause, ServerClosing):
                     cause.refused = {
                         r: (v.code, v.enhanced_status, v.text) for r, v in tx.refused.items()
                     }
-                tx.error, first = cause, False
+                tx.error = cause
+                first = False
                 continue
-            tx.error = ConnectError(
-                f"not sent: the connection failed before this message was accepted ({cause}); "
-                "send it again on a new connection"
-            )
+            else:
+                tx.error = ConnectError(
+                    f"not sent: the connection failed before this message was accepted "
+                    f"({cause}); send it again on a new connection"
+                )
             tx.error.__cause__ = cause
 
 

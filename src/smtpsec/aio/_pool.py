@@ -1,4 +1,9 @@
-"""A bounded pool of authenticated sessions for bulk sending from many tasks."""
+"""A bounded pool of authenticated sessions for bulk sending from many tasks.
+
+The rules (limits, health checks, "too many connections", the rate limit) are
+the engine's (``_engine._pooling``), shared with the blocking
+:class:`smtpsec.Pool`; this module only awaits.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,14 @@ from contextlib import asynccontextmanager
 
 from typing_extensions import Unpack
 
-from .._engine import Recipe
+from .._engine import (
+    DEFAULT_POOL_SIZE,
+    Entry,
+    PoolLimits,
+    RateLimiter,
+    Recipe,
+    Slots,
+)
 from ..errors import ConnectError, PolicyError, ReplyError, SMTPSecError
 from ..errors import TimeoutError as DeadlineError
 from ..options import ConnectOptions
@@ -27,20 +39,29 @@ class Pool:
       dropped by the server while idle) is replaced by a new connection.
     * Before reuse, an idle session is checked for a server-side drop (free: no
       round trip); one idle longer than ``health_check_after`` also gets a NOOP.
-    * When the server refuses a new connection with ``421`` (too many
-      connections) while others are open, the pool shrinks to what the server
-      accepts and waits for a free session instead of failing.
+    * When the server says it has too many connections from us (``421``, or
+      Microsoft 365's ``432 4.3.2``), at connect time or to a message, while
+      others are open, the pool shrinks to what the server accepts and the
+      message waits for a free session instead of failing (it was not
+      accepted, so it cannot be delivered twice).
     * :meth:`send_many` spreads batches across connections, each pipelined.
     * A task cancelled while it holds or checks a session closes that session
       and frees its place.
 
-    Per-message refusals (including 4xx rate limits) are returned as outcomes,
-    never retried automatically: retrying is the application's decision.
+    Other per-message refusals (including 4xx rate limits) are returned as
+    outcomes, never retried automatically: retrying is the application's
+    decision. A message whose connection dropped after its last byte went out
+    ends with :class:`~smtpsec.DeliveryUnknown`.
 
     Args:
         host: the server (as for :func:`smtpsec.aio.connect`).
         port: the port (as for :func:`smtpsec.aio.connect`).
-        size: most connections open at once.
+        size: most connections open at once (default 3: Microsoft 365 allows
+            3 per mailbox).
+        max_messages_per_connection: retire a session after this many
+            messages (``None``: no limit).
+        messages_per_minute: most messages per minute over the whole pool
+            (``None``: no limit); tasks wait for their turn.
         health_check_after: idle seconds after which a NOOP checks a session.
         max_idle: idle seconds after which a session is closed instead of reused.
         **options: the :class:`~smtpsec.ConnectOptions` every connection uses,
@@ -48,7 +69,7 @@ class Pool:
 
     Raises:
         TypeError: an option that does not exist (a typo).
-        PolicyError: ``size`` is less than 1, or an option cannot work.
+        PolicyError: a limit or an option that cannot work.
     """
 
     def __init__(
@@ -56,31 +77,30 @@ class Pool:
         host: str,
         port: int | None = None,
         *,
-        size: int = 4,
+        size: int = DEFAULT_POOL_SIZE,
+        max_messages_per_connection: int | None = None,
+        messages_per_minute: float | None = None,
         health_check_after: float = 30.0,
         max_idle: float = 240.0,
         **options: Unpack[ConnectOptions],
     ) -> None:
-        if size < 1:
-            raise PolicyError(f"Pool(size={size}): a pool needs at least one connection")
+        limits = PoolLimits(
+            size, max_messages_per_connection, messages_per_minute, health_check_after, max_idle
+        )
         self._recipe = Recipe.prepare(host, port, options, where="Pool")
-        self._limit = size
-        self._health_check_after = health_check_after
-        self._max_idle = max_idle
-        self._idle: list[tuple[AsyncSession, float]] = []
-        self._open = 0
+        self._slots: Slots[AsyncSession] = Slots(limits)
+        self._rate = RateLimiter(messages_per_minute)
         self._cond = asyncio.Condition()
-        self._closed = False
 
     @property
     def size(self) -> int:
         """The current connection limit (lowered when the server refuses more)."""
-        return self._limit
+        return self._slots.limit
 
     @property
     def open_connections(self) -> int:
         """Sessions currently open (idle or in use)."""
-        return self._open
+        return self._slots.open
 
     async def __aenter__(self) -> Pool:
         return self
@@ -102,80 +122,70 @@ class Pool:
                 connection of the pool is open).
             SecurityError: a security requirement was not met; nothing was sent.
         """
-        session = await self._acquire()
+        entry = await self._acquire()
         try:
-            yield session
+            yield entry.session
         finally:
-            await self._release(session)
+            await self._release(entry)
 
-    async def _acquire(self) -> AsyncSession:
+    async def _acquire(self) -> Entry[AsyncSession]:
         # Book-keeping happens under the lock, network I/O outside it: a health
         # check or a slow server must not hold up the other tasks, and since
         # nothing awaits while holding the lock, taking it never suspends, so a
         # cancellation cannot fall between taking a slot and recording it.
         while True:
-            session: AsyncSession | None = None
             async with self._cond:
                 while True:
-                    if self._closed:
+                    if self._slots.closed:
                         raise ConnectError("the pool is closed; create a new Pool to send more")
-                    if self._idle:
-                        session, since = self._idle.pop()
-                        break
-                    if self._open < self._limit:
-                        self._open += 1
+                    step = self._slots.take()
+                    if step is not None:
                         break
                     await self._cond.wait()
-            if session is None:
+            if step is True:
                 fresh = await self._connect()
                 if fresh is not None:
-                    return fresh
-            elif await self._healthy(session, time.monotonic() - since):
-                return session
+                    return Entry(fresh, time.monotonic())
+            elif await self._healthy(step):
+                return step
 
     async def _connect(self) -> AsyncSession | None:
-        """Open a session in a slot already counted; ``None``: refused with 421, wait."""
+        """Open a session in a booked slot; ``None``: the server is at its limit, wait."""
         try:
             return await Connecting(self._recipe)
         except BaseException as exc:
-            self._open -= 1
-            # RFC 5321 §3.8 / "too many connections" while others are open:
-            # shrink to what the server accepts and wait for a session instead.
-            retry = isinstance(exc, ReplyError) and exc.code == 421 and self._open > 0
-            if retry:
-                self._limit = max(1, self._open)
+            retry = self._slots.connect_failed(exc)
             await self._wake_all()
             if retry:
                 return None
             raise
 
-    async def _healthy(self, session: AsyncSession, idle: float) -> bool:
+    async def _healthy(self, entry: Entry[AsyncSession]) -> bool:
         """Check an idle session before reuse; close it and free its slot if it fails."""
+        session = entry.session
         try:
-            if session.closed:
-                raise ConnectError("closed while idle")
-            if idle > self._max_idle:
-                raise ConnectError("idle too long")
+            if session.closed or self._slots.too_old(entry, time.monotonic()):
+                raise ConnectError("closed, or idle too long")
             await session.check_idle()
-            if idle > self._health_check_after:
+            if self._slots.needs_noop(entry, time.monotonic()):
                 reply = await session.noop()
                 if not reply.is_success:
                     raise ConnectError(f"NOOP answered {reply.code}")
         except BaseException as exc:
             # Also when cancelled: a NOOP may be in flight, so never reuse it.
-            await self._discard(session)
+            await self._discard(entry)
             if isinstance(exc, (SMTPSecError, OSError)):
                 return False
             raise
         return True
 
-    async def _discard(self, session: AsyncSession) -> None:
+    async def _discard(self, entry: Entry[AsyncSession]) -> None:
         """Close a session that is not reused, then free its slot."""
         try:
-            await _close_quietly(session)
+            await _close_quietly(entry.session)
         finally:
             # Freed only now, so a replacement never overlaps the old connection.
-            self._open -= 1
+            self._slots.discarded()
             await self._wake_all()
 
     async def _wake_all(self) -> None:
@@ -184,12 +194,12 @@ class Pool:
         async with self._cond:
             self._cond.notify_all()
 
-    async def _release(self, session: AsyncSession) -> None:
-        if session.closed or self._closed:
-            await self._discard(session)
-        else:
-            self._idle.append((session, time.monotonic()))
+    async def _release(self, entry: Entry[AsyncSession]) -> None:
+        if self._slots.keep(entry, closed=entry.session.closed):
+            self._slots.released(entry, time.monotonic())
             await self._wake_all()
+        else:
+            await self._discard(entry)
 
     # ------------------------------------------------------------------ sending
 
@@ -210,10 +220,10 @@ class Pool:
             SMTPSecError: the refusal or failure of this message, or one of the
                 errors of :meth:`session`.
         """
-        async with self.session() as session:
-            return await session.send(
-                message, sender=sender, recipients=recipients, options=options
-            )
+        (outcome,) = await self._send([Outgoing(message, sender, recipients)], options)
+        if isinstance(outcome, SMTPSecError):
+            raise outcome
+        return outcome
 
     async def send_many(
         self,
@@ -245,9 +255,9 @@ class Pool:
         chunks = [list(messages[i : i + batch]) for i in range(0, len(messages), batch)]
 
         async def run(chunk: list[MessageInput | Outgoing]) -> list[SendResult | SMTPSecError]:
+            items = [item if isinstance(item, Outgoing) else Outgoing(item) for item in chunk]
             try:
-                async with self.session() as session:
-                    return await session.send_many(chunk, options=options)
+                return await self._send(items, options)
             except (ConnectError, DeadlineError, ReplyError) as exc:
                 # The connection could not be opened: none of this batch was sent.
                 return [exc] * len(chunk)
@@ -263,18 +273,46 @@ class Pool:
             outcomes.extend(part)
         return outcomes
 
+    async def _send(
+        self, items: list[Outgoing], options: SendOptions | None
+    ) -> list[SendResult | SMTPSecError]:
+        """Send ``items`` on one session; resend those refused for load elsewhere."""
+        outcomes: list[SendResult | SMTPSecError | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        while pending:
+            entry = await self._acquire()
+            again: list[int] = []
+            try:
+                wait = self._rate.reserve(time.monotonic(), len(pending))
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                results = await entry.session.send_many(
+                    [items[i] for i in pending], options=options
+                )
+                entry.sent += len(pending)
+                again = self._slots.to_resend(pending, results)
+                if again:
+                    # The server is at its limit: give this connection up (it
+                    # counts against the limit) and send those again elsewhere.
+                    await _close_quietly(entry.session)
+                for index, result in zip(pending, results, strict=True):
+                    if index not in again:
+                        outcomes[index] = result
+            finally:
+                await self._release(entry)
+            pending = again
+        return [outcome for outcome in outcomes if outcome is not None]
+
     async def close(self) -> None:
         """Close every idle session; sessions in use close when returned.
 
         Afterwards every use of the pool raises :class:`~smtpsec.ConnectError`,
         also in tasks that were waiting for a session.
         """
-        self._closed = True
-        idle, self._idle = self._idle, []
-        self._open -= len(idle)
+        idle = self._slots.close()
         await self._wake_all()  # waiting tasks now raise ConnectError
-        for session, _since in idle:
-            await _close_quietly(session)
+        for entry in idle:
+            await _close_quietly(entry.session)
 
 
 async def _close_quietly(session: AsyncSession) -> None:
