@@ -5,7 +5,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from smtpsec.testing import ServerSession, SMTPServer
+import smtpsec
+from smtpsec.testing import Capture, ServerSession, SMTPServer
+
+
+def finished(server: SMTPServer, count: int) -> list[Capture]:
+    """The server's first ``count`` connections, once the shared pools let them end.
+
+    Code that sends through :meth:`smtpsec.Pool.shared` (the Django backend,
+    the logging handler) keeps its session open for the next message; closing
+    the shared pools ends it, so the capture is complete.
+    """
+    smtpsec.Pool.close_shared()
+    return server.wait_for_connections(count)
 
 
 class Admission:

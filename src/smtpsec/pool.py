@@ -12,6 +12,7 @@ limit) are the engine's, shared with :class:`smtpsec.aio.Pool`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -43,6 +44,9 @@ __all__ = ["Pool"]
 
 #: Every live pool, so a forked child can forget what it inherited.
 _POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
+#: The process-wide pools of :meth:`Pool.shared`, by configuration.
+_SHARED: dict[object, Pool] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 class Pool:
@@ -111,6 +115,42 @@ class Pool:
         self._cond = threading.Condition()
         self._slots: Slots[Session] = Slots(self._limits)
         self._rate = RateLimiter(self._limits.messages_per_minute)
+
+    @classmethod
+    def shared(cls, host: str, port: int | None = None, **options: Unpack[ConnectOptions]) -> Pool:
+        """The process-wide pool for this configuration, created on first use.
+
+        For code that sends one message now and then from many places (a web
+        request, a log handler): consecutive calls with the same host, port
+        and options share authenticated sessions, so a message after the first
+        costs about one round trip. The pools close at interpreter exit; in a
+        forked child each starts empty. The pool has the default limits.
+
+        Raises:
+            TypeError: an option that does not exist (a typo).
+            PolicyError: an option that cannot work.
+        """
+        try:
+            key: object = (host, port, tuple(sorted(options.items())))
+            hash(key)
+        except TypeError:
+            # A value that cannot be a key (an unhashable token provider, say):
+            # its own pool, still closed at exit.
+            key = object()
+        with _SHARED_LOCK:
+            pool = _SHARED.get(key)
+            if pool is None or pool._slots.closed:
+                pool = _SHARED[key] = cls(host, port, **options)
+            return pool
+
+    @classmethod
+    def close_shared(cls) -> None:
+        """Close every pool :meth:`shared` has made (also done at interpreter exit).
+
+        For an orderly shutdown, or a test that wants the server to see the
+        sessions end; later :meth:`shared` calls start new pools.
+        """
+        _close_shared()
 
     @property
     def size(self) -> int:
@@ -357,4 +397,14 @@ def _forget_after_fork() -> None:
         pool._start()
 
 
+def _close_shared() -> None:
+    """At interpreter exit: QUIT the shared pools' idle sessions."""
+    with _SHARED_LOCK:
+        pools = list(_SHARED.values())
+        _SHARED.clear()
+    for pool in pools:
+        pool.close()
+
+
 os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(_close_shared)

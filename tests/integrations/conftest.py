@@ -66,3 +66,13 @@ def deprecation_free() -> Callable[[], contextlib.AbstractContextManager[None]]:
         assert not found, "deprecation warnings while smtpsec ran:\n" + "\n".join(found)
 
     return window
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_pools() -> Iterator[None]:
+    """Each test starts and ends without pooled sessions of an earlier one."""
+    from smtpsec import Pool
+
+    Pool.close_shared()
+    yield
+    Pool.close_shared()

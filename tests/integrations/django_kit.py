@@ -6,6 +6,10 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 
+from poolkit import finished
+
+__all__ = ["finished", "legacy_settings_allowed"]
+
 
 @contextlib.contextmanager
 def legacy_settings_allowed() -> Iterator[None]:

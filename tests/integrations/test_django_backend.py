@@ -22,7 +22,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.test.utils import override_settings
-from django_kit import legacy_settings_allowed
+from django_kit import finished, legacy_settings_allowed
 
 from smtpsec import (
     ConnectError,
@@ -116,7 +116,7 @@ def test_send_mail_over_implicit_tls_with_email_use_ssl(
     settings_for(srv, EMAIL_USE_SSL=True)
     sent = mail.send_mail("Hi", "Body text", "ann@example.test", ["bob@example.test"])
     assert sent == 1
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert capture.tls
     assert capture.auth[0].success and capture.auth[0].username == USER
     (msg,) = srv.messages
@@ -141,7 +141,7 @@ def test_email_use_tls_is_required_starttls_and_bcc_goes_only_in_the_envelope(
         cc=["cc@example.test"],
     )
     assert message.send() == 1
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert capture.pre_tls_verbs_subset_of({"EHLO", "STARTTLS", "QUIT"})
     assert capture.secrets_leaked(PASSWORD) == []
     (msg,) = srv.messages
@@ -166,7 +166,7 @@ def test_without_password_no_auth_is_attempted(smtpsec_server: Any, settings_for
     srv = _server(smtpsec_server)
     settings_for(srv, EMAIL_HOST_PASSWORD="")
     assert mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"]) == 1
-    assert "AUTH" not in srv.wait_for_connections(1)[0].commands
+    assert "AUTH" not in finished(srv, 1)[0].commands
 
 
 # --------------------------------------------------------------------------- batches
@@ -182,22 +182,28 @@ def test_batches_reuse_one_connection_per_open(smtpsec_server: Any, settings_for
     assert connection.send_messages(_messages(3)) == 3
     assert connection.send_messages(_messages(2)) == 2
     connection.close()
-    assert len(srv.wait_for_connections(1)) == 1
+    assert len(finished(srv, 1)) == 1
     assert len(srv.messages) == 5
     # Pipelined: a single AUTH, then five transactions on the same connection.
     assert srv.connections[0].commands_post_tls.count("AUTH") == 1
     assert srv.connections[0].commands_post_tls.count("MAIL") == 5
 
 
-def test_send_messages_without_open_uses_and_closes_one_connection(
+def test_consecutive_requests_reuse_one_authenticated_session(
     smtpsec_server: Any, settings_for: Any
 ) -> None:
+    """Each send_mail() is a new backend (as in a web request); the session is pooled."""
     srv = _server(smtpsec_server)
     settings_for(srv)
     connection = mail.get_connection()
     assert connection.send_messages(_messages(2)) == 2
-    assert connection.connection is None
-    assert len(srv.wait_for_connections(1)) == 1
+    assert connection.connection is None  # nothing left open on the backend itself
+    for n in range(3):
+        assert mail.send_mail(f"request {n}", "b", "ann@example.test", ["bob@example.test"]) == 1
+    (capture,) = finished(srv, 1)
+    assert len(capture.messages) == 5
+    assert len(capture.auth) == 1  # one login for all of them
+    assert len(srv.connections) == 1
 
 
 def test_context_manager_opens_and_closes(smtpsec_server: Any, settings_for: Any) -> None:
@@ -207,7 +213,7 @@ def test_context_manager_opens_and_closes(smtpsec_server: Any, settings_for: Any
         assert connection.send_messages(_messages(1)) == 1
         assert connection.send_messages(_messages(1)) == 1
     assert connection.connection is None
-    assert len(srv.wait_for_connections(1)) == 1
+    assert len(finished(srv, 1)) == 1
 
 
 def test_empty_batch_opens_nothing(smtpsec_server: Any, settings_for: Any) -> None:
@@ -235,7 +241,7 @@ def test_reopens_after_the_session_was_closed(smtpsec_server: Any, settings_for:
     assert connection.open() is True
     connection.close()
     connection.close()  # closing twice is harmless
-    assert len(srv.wait_for_connections(2)) == 2
+    assert len(finished(srv, 2)) == 2
 
 
 def test_envelope_sender_differs_from_from_header(smtpsec_server: Any, settings_for: Any) -> None:
@@ -258,7 +264,7 @@ def test_envelope_sender_differs_from_from_header(smtpsec_server: Any, settings_
     senders = [m.sender for m in srv.messages]
     assert senders == ["ann@example.test", "bounces@example.test", "ann@example.test"]
     assert b"From: News <news@example.test>" in srv.messages[1].data
-    assert len(srv.wait_for_connections(1)) == 1
+    assert len(finished(srv, 1)) == 1
 
 
 class _TwoResentBlocks(mail.EmailMessage):
@@ -300,7 +306,7 @@ def test_stripped_starttls_fail_silently_sends_nothing(
     settings_for(srv, EMAIL_USE_TLS=True)
     sent = mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"], fail_silently=True)
     assert sent == 0
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert srv.messages == []
     assert capture.auth == []
     assert capture.secrets_leaked(PASSWORD) == []
@@ -312,7 +318,7 @@ def test_stripped_starttls_error_propagates(smtpsec_server: Any, settings_for: A
     with pytest.raises(TLSUnavailableError):
         mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"])
     assert srv.messages == []
-    assert srv.wait_for_connections(1)[0].secrets_leaked(PASSWORD) == []
+    assert finished(srv, 1)[0].secrets_leaked(PASSWORD) == []
 
 
 def test_unreachable_server(settings_for: Any, smtpsec_server: Any) -> None:
@@ -385,7 +391,7 @@ def test_nothing_more_is_tried_on_a_dead_connection(smtpsec_server: Any, setting
     with pytest.raises(ConnectError):
         mail.get_connection().send_messages([first, odd, last])
     assert srv.messages == []
-    assert len(srv.wait_for_connections(1)) == 1
+    assert len(finished(srv, 1)) == 1
 
 
 # --------------------------------------------------------------------------- configuration
@@ -499,7 +505,7 @@ def test_email_ssl_certfile_and_keyfile_present_a_client_certificate(
         srv, EMAIL_USE_SSL=True, EMAIL_SSL_CERTFILE=str(certfile), EMAIL_SSL_KEYFILE=keyfile
     )
     assert mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"]) == 1
-    assert srv.wait_for_connections(1)[0].client_cert_der is not None
+    assert finished(srv, 1)[0].client_cert_der is not None
 
 
 def test_certfile_alone_holds_the_key(

@@ -19,7 +19,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.test.utils import override_settings
-from django_kit import legacy_settings_allowed
+from django_kit import finished, legacy_settings_allowed
 
 from smtpsec import Policy, Security, TLSUnavailableError
 from smtpsec.integrations.django import DEFAULT_TIMEOUT, EmailBackend
@@ -113,7 +113,7 @@ def test_send_mail_through_the_default_mailer_over_implicit_tls(
     assert backend.alias == "default"
     assert backend.security is Security.IMPLICIT_TLS
     assert mail.send_mail("Hi", "Body text", "ann@example.test", ["bob@example.test"]) == 1
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert capture.tls
     assert capture.auth[0].success and capture.auth[0].username == USER
     (msg,) = srv.messages
@@ -138,7 +138,7 @@ def test_use_tls_is_required_starttls_on_a_named_mailer(
     )
     assert message.send(using="transactional") == 1
     assert elsewhere.connections == []
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert capture.pre_tls_verbs_subset_of({"EHLO", "STARTTLS", "QUIT"})
     assert capture.secrets_leaked(PASSWORD) == []
     (msg,) = srv.messages
@@ -167,7 +167,7 @@ def test_stripped_starttls_gets_no_password_and_no_mail(
     mailers(options_for(srv, use_tls=True))
     with pytest.raises(TLSUnavailableError):
         mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"])
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert srv.messages == []
     assert capture.auth == []
     assert capture.secrets_leaked(PASSWORD) == []
@@ -185,7 +185,7 @@ def test_one_connection_per_open_with_mailers(
     with mail.mailers.default as connection:
         assert connection.send_messages(messages[:2]) == 2
         assert connection.send_messages(messages[2:]) == 1
-    assert len(srv.wait_for_connections(1)) == 1
+    assert len(finished(srv, 1)) == 1
     assert len(srv.messages) == 3
 
 
@@ -198,7 +198,7 @@ def test_client_certificate_options(
     mailers(options_for(srv, use_ssl=True, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)))
     assert mail.mailers.default.policy.client_cert == (str(certfile), str(keyfile))
     assert mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"]) == 1
-    assert srv.wait_for_connections(1)[0].client_cert_der is not None
+    assert finished(srv, 1)[0].client_cert_der is not None
 
 
 # --------------------------------------------------------------------------- settings
@@ -330,7 +330,7 @@ def test_fail_silently_option(smtpsec_server: Any, mailers: Any, options_for: An
     assert mail.mailers.default.fail_silently is True
     assert mail.send_mail("s", "b", "ann@example.test", ["bob@example.test"]) == 0
     assert srv.messages == []
-    assert srv.wait_for_connections(1)[0].secrets_leaked(PASSWORD) == []
+    assert finished(srv, 1)[0].secrets_leaked(PASSWORD) == []
 
 
 def test_deprecated_fail_silently_argument_still_reaches_the_backend(

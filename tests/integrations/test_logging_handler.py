@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from poolkit import finished
 from smtpsec import (
     CertificateError,
     InvalidArgumentError,
@@ -95,9 +96,24 @@ def test_delivers_over_required_starttls(
     assert msg.recipients == ("ops@example.test", "oncall@example.test")
     assert b"Subject: Application error" in msg.data
     assert b"disk /var is full" in msg.data
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert capture.auth[0].success
     assert capture.secrets_leaked(PASSWORD) == []
+
+
+def test_a_burst_of_records_shares_one_session(
+    smtpsec_server: Any, trusting_policy: Policy, logger: logging.Logger
+) -> None:
+    srv = smtpsec_server(Security.STARTTLS, users={USER: PASSWORD}, require_auth=True)
+    handler = _handler(srv, trusting_policy, timeout=5.0)
+    logger.addHandler(handler)
+    for n in range(4):
+        logger.error("failure %d", n)
+    assert handler.failures == []
+    (capture,) = finished(srv, 1)
+    assert len(capture.messages) == 4
+    assert len(capture.auth) == 1
+    assert len(srv.connections) == 1
 
 
 def test_delivers_over_implicit_tls_and_accepts_a_single_address(
@@ -146,7 +162,7 @@ def test_refuses_a_self_signed_server(
     logger.error("secret stack trace")
     assert len(handler.failures) == 1
     assert isinstance(handler.failures[0], CertificateError)
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert srv.messages == []
     assert capture.auth == []
     assert capture.secrets_leaked(PASSWORD) == []
@@ -168,7 +184,7 @@ def test_refuses_a_stripped_server(
     logger.error("secret stack trace")
     assert len(handler.failures) == 1
     assert isinstance(handler.failures[0], TLSUnavailableError)
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert srv.messages == []
     assert capture.commands == ["EHLO", "QUIT"]
     assert capture.secrets_leaked(PASSWORD, "secret stack trace") == []
@@ -196,7 +212,7 @@ def test_stdlib_handler_sends_password_and_log_in_cleartext_to_the_stripped_serv
     logger.addHandler(handler)
     logger.error("secret stack trace")
     assert handler.failures == []
-    (capture,) = srv.wait_for_connections(1)
+    (capture,) = finished(srv, 1)
     assert capture.secrets_leaked(PASSWORD, "secret stack trace") == [
         PASSWORD,
         "secret stack trace",
@@ -303,7 +319,7 @@ def test_secure_keyfile_certfile_presents_a_client_certificate(
     logger.addHandler(handler)
     logger.error("with a client certificate")
     assert handler.failures == []
-    assert srv.wait_for_connections(1)[0].client_cert_der is not None
+    assert finished(srv, 1)[0].client_cert_der is not None
 
 
 def test_secure_forms(trusting_policy: Policy, client_files: tuple[Path, Path, Path]) -> None:

@@ -42,7 +42,9 @@ from django.core.mail.backends.base import BaseEmailBackend
 from .._engine import envelope_from_headers
 from ..client import Session, connect
 from ..errors import SMTPSecError
+from ..options import ConnectOptions
 from ..policy import Policy, Security
+from ..pool import Pool
 from ..sending import SendResult
 
 __all__ = ["DEFAULT_TIMEOUT", "EmailBackend"]
@@ -396,24 +398,25 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
             if self.connection is not None and not self.connection.closed:
                 return False
             self.connection = None
-            credentials = bool(self.username and self.password)
             try:
-                self.connection = connect(
-                    self.host,
-                    self.port,
-                    security=self.security,
-                    # Like Django: log in only when both parts are set.
-                    username=self.username if credentials else None,
-                    password=self.password if credentials else None,
-                    policy=self.policy,
-                    timeout=self.timeout,
-                )
+                self.connection = connect(self.host, self.port, **self._options())
             except OSError:  # every SMTPSecError, and an unreadable CA or key file
                 # Django's contract: fail_silently swallows OSError from open().
                 if self.fail_silently:
                     return None
                 raise
             return True
+
+    def _options(self) -> ConnectOptions:
+        credentials = bool(self.username and self.password)
+        return {
+            "security": self.security,
+            # Like Django: log in only when both parts are set.
+            "username": self.username if credentials else None,
+            "password": self.password if credentials else None,
+            "policy": self.policy,
+            "timeout": self.timeout,
+        }
 
     def close(self) -> None:
         """Close the connection (QUIT, then TLS close_notify); never raises."""
@@ -427,8 +430,12 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
     def send_messages(self, email_messages: Sequence[Any]) -> int:
         """Send Django ``EmailMessage`` objects on one connection.
 
-        A connection opened here is closed at the end; one opened earlier with
-        :meth:`open` (or ``with backend:``) is reused and left open. Messages
+        Without a connection opened earlier with :meth:`open` (or ``with
+        backend:``), the messages go on a session of the process-wide
+        :meth:`smtpsec.Pool.shared` pool for this configuration: consecutive
+        requests reuse an authenticated session instead of connecting,
+        logging in and quitting each time. A connection opened with
+        :meth:`open` is used and left open, as Django's backend does. Messages
         whose envelope matches their headers are pipelined together with
         :meth:`smtpsec.Session.send_many`; Bcc recipients travel only in the
         envelope.
@@ -447,15 +454,18 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
         if not email_messages:
             return 0
         with self._lock:
-            new_connection = self.open()
-            if self.connection is None or new_connection is None:
-                return 0  # opening failed silently
-            try:
-                outgoing = [o for o in map(self._prepare, email_messages) if o is not None]
+            outgoing = [o for o in map(self._prepare, email_messages) if o is not None]
+            if self.connection is not None and not self.connection.closed:
                 outcomes = _deliver(self.connection, outgoing)
-            finally:
-                if new_connection:
-                    self.close()
+            else:
+                pool = Pool.shared(self.host, self.port, **self._options())
+                try:
+                    with pool.session() as session:
+                        outcomes = _deliver(session, outgoing)
+                except OSError:  # every SMTPSecError, and an unreadable CA or key file
+                    if self.fail_silently:
+                        return 0
+                    raise
         errors = [o for o in outcomes if isinstance(o, SMTPSecError)]
         if errors and not self.fail_silently:
             raise errors[0]

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Sequence
 from email.message import EmailMessage
 
-from ..client import send
 from ..errors import InvalidArgumentError
 from ..policy import Policy, Security
+from ..pool import Pool
 
 __all__ = ["SMTPHandler"]
 
@@ -97,16 +97,18 @@ class SMTPHandler(logging.handlers.SMTPHandler):
             message["Date"] = email.utils.localtime()
             message.set_content(self.format(record))
             username = getattr(self, "username", None)
-            send(
-                message,
-                host=self.mailhost,
-                port=self.mailport or None,
+            # A process-wide pool: a burst of records reuses one authenticated
+            # session instead of connecting and logging in for each.
+            pool = Pool.shared(
+                self.mailhost,
+                self.mailport or None,
                 security=self.security,
                 username=username or None,
                 password=self.password if username else None,
                 policy=self.policy,
                 timeout=self.timeout,
             )
+            pool.send(message)
         except RecursionError:  # the stdlib re-raises this one too
             raise
         except Exception:
