@@ -78,6 +78,8 @@ async def _check_pool() -> None:  # pragma: no cover
         "smtp.example.test",
         465,
         size=8,
+        max_messages_per_connection=100,
+        messages_per_minute=30.0,
         health_check_after=10.0,
         max_idle=60.0,
         username="ann",

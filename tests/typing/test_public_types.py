@@ -172,3 +172,36 @@ def _check_errors(
     upgrade: smtpsec.SMTPSecWarning = smtpsec.UpgradeAvailableWarning("x")
     del root, security, downgrade, secure, pins, insecure, version, protocol, local
     del value, argument, connection, timeout, warning, upgrade
+
+
+def _check_pool() -> None:  # pragma: no cover - type-checked only
+    pool = smtpsec.Pool(
+        "smtp.example.test",
+        587,
+        size=3,
+        max_messages_per_connection=100,
+        messages_per_minute=30.0,
+        health_check_after=10.0,
+        max_idle=60.0,
+        username="ann",
+        password="pw",
+    )
+    assert_type(pool.size, int)
+    assert_type(pool.open_connections, int)
+    with pool as same:
+        assert_type(same, smtpsec.Pool)
+    with pool.session() as session:
+        assert_type(session, smtpsec.Session)
+    assert_type(pool.send(EmailMessage()), smtpsec.SendResult)
+    batch: list[smtpsec.MessageInput] = [EmailMessage(), b"raw"]
+    outcomes = pool.send_many(iter(batch), batch=25)
+    assert_type(outcomes, list[smtpsec.SendResult | smtpsec.SMTPSecError])
+    assert_type(smtpsec.Pool.shared("smtp.example.test", username="ann"), smtpsec.Pool)
+    assert_type(smtpsec.Pool.close_shared(), None)
+    assert_type(pool.close(), None)
+    smtpsec.Pool("smtp.example.test", sise=2)  # type: ignore[call-arg]
+
+
+def _check_delivery_unknown(error: smtpsec.DeliveryUnknown) -> None:  # pragma: no cover
+    assert_type(error, smtpsec.DeliveryUnknown)
+    assert isinstance(error, smtpsec.ConnectError)  # what pools and callers already catch
