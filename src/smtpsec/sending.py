@@ -28,7 +28,7 @@ _RET: Final = frozenset({"FULL", "HDRS"})
 _MAX_ENVID: Final = 100
 #: MAIL parameters smtpsec derives from the message itself; ``mail_params`` may
 #: not set them (a wrong SIZE or BODY would misdescribe what is sent).
-_MANAGED: Final = frozenset({"SIZE", "BODY", "SMTPUTF8"})
+_MANAGED: Final = frozenset({"SIZE", "BODY", "SMTPUTF8", "REQUIRETLS"})
 #: DSN parameters that have an option of their own: given raw, they may not
 #: also be given through that option.
 _DSN_MAIL: Final = {"RET": "ret", "ENVID": "envid"}
@@ -108,6 +108,11 @@ class SendOptions:
             ``ret=``/``envid=``).
         rcpt_params: extra ``RCPT TO`` parameters, likewise; raw ``NOTIFY`` /
             ``ORCPT`` exclude ``notify=`` / ``orcpt=``.
+        require_tls: REQUIRETLS (RFC 8689): ask every server on the way to
+            relay the message only over verified TLS, and to bounce it rather
+            than send it in cleartext. Sent as ``MAIL FROM ... REQUIRETLS``
+            when the server offers it after TLS; when it does not, a
+            :class:`~smtpsec.errors.CapabilityError` before anything is sent.
 
     Raises:
         InvalidArgumentError: an option value is not valid.
@@ -120,6 +125,7 @@ class SendOptions:
     require_dsn: bool = True
     mail_params: Mapping[str, str | None] = field(default_factory=dict)
     rcpt_params: Mapping[str, str | None] = field(default_factory=dict)
+    require_tls: bool = False
 
     def __post_init__(self) -> None:
         raw: object = self.notify
@@ -146,8 +152,8 @@ class SendOptions:
         clash = sorted(k.upper() for k in self.mail_params if k.upper() in _MANAGED)
         if clash:
             raise InvalidArgumentError(
-                f"mail_params may not set {', '.join(clash)}: smtpsec sets these from the "
-                "message itself"
+                f"mail_params may not set {', '.join(clash)}: smtpsec sets SIZE, BODY and "
+                "SMTPUTF8 from the message itself, and REQUIRETLS from require_tls=True"
             )
         for params, dsn, what in (
             (self.mail_params, _DSN_MAIL, "mail_params"),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import pytest
 from interop_harness import START_HINT, PostfixServer, state_dir
@@ -45,3 +46,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.interop)
+
+
+@pytest.fixture(scope="module")
+def haraka(smtpsec_ca: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Haraka (npm) on a free loopback port: STARTTLS, AUTH, a capture queue."""
+    import node_servers
+
+    why = node_servers.missing()
+    if why is not None:
+        _unavailable_node(why)
+    server = node_servers.start_haraka(smtpsec_ca, tmp_path_factory.mktemp("haraka"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp_server_js(smtpsec_ca: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Return ``start(requiretls)``: nodemailer's smtp-server with implicit TLS."""
+    import node_servers
+
+    why = node_servers.missing()
+    if why is not None:
+        _unavailable_node(why)
+    started: list[Any] = []
+
+    def start(*, requiretls: bool) -> Any:
+        server = node_servers.start_smtp_server(
+            smtpsec_ca, tmp_path_factory.mktemp("smtp-server"), requiretls=requiretls
+        )
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+def _unavailable_node(reason: str) -> NoReturn:
+    """Fail when CI promised the Node servers (``SMTPSEC_INTEROP=1``), else skip."""
+    if os.environ.get("SMTPSEC_INTEROP") == "1":
+        pytest.fail(f"SMTPSEC_INTEROP=1 but {reason}", pytrace=False)
+    pytest.skip(f"Node.js interop servers unavailable: {reason}")

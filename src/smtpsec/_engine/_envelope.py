@@ -53,14 +53,15 @@ def _fit_body(msg: PreparedMessage, ext: Extensions) -> PreparedMessage:
 
 
 def plan_envelope(
-    msg: PreparedMessage, ext: Extensions, opts: SendOptions
+    msg: PreparedMessage, ext: Extensions, opts: SendOptions, *, verified_tls: bool = True
 ) -> tuple[PreparedMessage, Command, list[Command]]:
     """Decide how ``msg`` is sent to a server offering ``ext``.
 
     Everything that can fail is checked here, before any byte is sent: SIZE
     (R-1870-3), SMTPUTF8 (R-6531-3.2-1), 8BITMIME (re-encoding an
-    ``EmailMessage`` to 7 bit when needed), DSN, and the encoding of every
-    command.
+    ``EmailMessage`` to 7 bit when needed), DSN, REQUIRETLS (RFC 8689 §4.1:
+    only over verified TLS, only when offered), and the encoding of every
+    command. ``verified_tls`` says whether the session runs verified TLS.
 
     Returns:
         The message as it will be sent (possibly re-encoded), the ``MAIL``
@@ -95,6 +96,19 @@ def plan_envelope(
         params["RET"] = opts.ret
     if dsn and opts.envid:
         params["ENVID"] = xtext(opts.envid)
+    if opts.require_tls:
+        if not verified_tls:
+            raise CapabilityError(
+                "require_tls=True (REQUIRETLS) needs a session over verified TLS, and "
+                "this one is not; nothing was sent"
+            )
+        if "REQUIRETLS" not in ext:
+            raise CapabilityError(
+                "require_tls=True (REQUIRETLS), but the server does not offer REQUIRETLS "
+                "after TLS, so it could not pass the requirement on; nothing was sent. "
+                "Send without it, or through a server that offers it"
+            )
+        params["REQUIRETLS"] = None
     params.update(opts.mail_params)
     mail = Command("MAIL", msg.sender, params, unqualified=msg.unqualified)
     rcpts = []

@@ -79,6 +79,9 @@ class _Tx:
     #: ``wire.writes`` when the message's last byte (DATA end, BDAT LAST) was
     #: queued: the flight that carries it is the next write.
     last_byte_queued_at: int | None = None
+    #: Its first command went out while the previous message's final reply
+    #: was still due (RFC 2920 allows that; some servers refuse it).
+    behind_open_data: bool = False
 
     def fully_sent(self, writes: int) -> bool:
         """Whether a write carrying the message's last byte was attempted."""
@@ -340,6 +343,12 @@ class _Engine:
         except Exception as exc:
             tx.fail(_body_error(exc))
             return
+        prev = self._previous
+        behind = prev is not None and prev.last_byte_queued_at is not None and not prev.settled
+        if behind and self.wire.lockstep_after_data:
+            yield from self._settle()  # this server wants the final reply first
+            behind = False
+        tx.behind_open_data = behind
         if self.needs_rset:
             self._command(Command("RSET"), _ignore)
             yield from self._boundary()
@@ -496,6 +505,12 @@ class _Engine:
             tx.error.__cause__ = cause
 
 
+def _refused_behind_open_data(tx: _Tx) -> bool:
+    """A ``503`` to a ``MAIL`` pipelined behind the previous message's end: not accepted."""
+    error = tx.error
+    return tx.behind_open_data and isinstance(error, SenderRefused) and error.code == 503
+
+
 def run_transactions(
     wire: Wire,
     ext: Extensions,
@@ -525,10 +540,12 @@ def run_transactions(
         One outcome per message (a result, or the error for that message), and
         whether the server side may still hold an open transaction (RSET needed).
     """
+    info = wire.transport.tls
+    verified = info is not None and info.verified
     txs: list[_Tx] = []
     for msg in messages:
         try:
-            body, mail, rcpts = plan_envelope(msg, ext, opts)
+            body, mail, rcpts = plan_envelope(msg, ext, opts, verified_tls=verified)
         except SMTPSecError as exc:
             txs.append(_Tx(msg, error=exc))
         else:
@@ -536,6 +553,18 @@ def run_transactions(
     engine = _Engine(wire, ext, needs_rset=needs_rset, lmtp=lmtp)
     try:
         yield from engine.run(txs)
+        again = [i for i, tx in enumerate(txs) if _refused_behind_open_data(tx)]
+        if again:
+            # The server refuses commands pipelined behind a message's end
+            # (Haraka's 503). Those messages opened no transaction: send them
+            # again, each MAIL after the previous final reply, and keep doing
+            # so on this connection.
+            wire.lockstep_after_data = True
+            retry = [_Tx(txs[i].msg, txs[i].mail, txs[i].rcpts) for i in again]
+            engine = _Engine(wire, ext, needs_rset=engine.needs_rset, lmtp=lmtp)
+            for index, tx in zip(again, retry, strict=True):
+                txs[index] = tx
+            yield from engine.run(retry)
     except SMTPSecError as exc:
         yield from engine.abort(txs, exc)
     except BaseException:

@@ -58,6 +58,10 @@ class Wire:
         writes: flights written to the transport; with :attr:`reads`, lets tests
             and benchmarks count round trips.
         reads: reads the transport answered.
+        lockstep_after_data: the server refuses commands pipelined behind the
+            end of a message (Haraka answers them ``503``, since its fixes for
+            SMTP smuggling); from then on the next message's ``MAIL`` waits
+            for the previous message's final reply on this connection.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Wire:
         self.writes = 0
         self.reads = 0
         self.observer: WireObserver | None = None
+        self.lockstep_after_data = False
         self._flight = bytearray()
         self._check_before_flight = False
 

@@ -215,8 +215,10 @@ def send_options(
 
     ``SIZE`` and ``BODY`` are set by the engine from the message itself (the
     exact size; 8BITMIME when the content needs it), so the caller's values
-    are not sent; everything else goes on the command lines as given, through
-    the engine's parameter rules.
+    are not sent; ``REQUIRETLS`` becomes the engine's ``require_tls`` (sent
+    only when offered over verified TLS, else refused before anything is
+    sent); everything else goes on the command lines as given, through the
+    engine's parameter rules.
     """
     mail = parse_options(mail_options, "MAIL")
     # Every option given passes the engine's parameter rules, also those the
@@ -226,8 +228,13 @@ def send_options(
     eight_bit = any(
         key.upper() == "BODY" and (value or "").upper() == "8BITMIME" for key, value in mail.items()
     )
-    kept = {k: v for k, v in mail.items() if k.upper() not in ("SIZE", "BODY", "SMTPUTF8")}
+    require_tls = any(key.upper() == "REQUIRETLS" for key in mail)
+    managed = ("SIZE", "BODY", "SMTPUTF8", "REQUIRETLS")
+    kept = {k: v for k, v in mail.items() if k.upper() not in managed}
     options = SendOptions(
-        mail_params=kept, rcpt_params=parse_options(rcpt_options, "RCPT"), require_dsn=False
+        mail_params=kept,
+        rcpt_params=parse_options(rcpt_options, "RCPT"),
+        require_dsn=False,
+        require_tls=require_tls,
     )
     return options, utf8, eight_bit
