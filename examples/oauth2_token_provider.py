@@ -38,6 +38,10 @@ from smtpsec.testing import SMTPServer
 class CachedToken:
     """A token provider: returns a cached access token, refreshing it before expiry.
 
+    It also has ``refresh()``: when a server refuses the token anyway (revoked,
+    or expired early), smtpsec calls it once and retries AUTH once with the
+    new token (``smtpsec.auth.RefreshingTokenProvider``).
+
     Args:
         fetch: returns ``(access_token, lifetime_seconds)``; call your OAuth
             library's refresh-token grant here.
@@ -57,6 +61,11 @@ class CachedToken:
                 self._token, lifetime = self._fetch()
                 self._expires = time.monotonic() + lifetime
             return self._token
+
+    def refresh(self) -> str:
+        with self._lock:
+            self._expires = 0.0
+        return self()
 
 
 def send(
@@ -105,11 +114,12 @@ def main() -> int:
 
     user, issued = "ann@example.test", "demo-access-token"
     fetches = 0
+    grants = iter(["revoked-token", issued])  # the first one the server refuses
 
     def fetch() -> tuple[str, float]:
         nonlocal fetches
         fetches += 1
-        return issued, 3600.0  # what a refresh-token grant returns
+        return next(grants, issued), 3600.0  # what a refresh-token grant returns
 
     provider = CachedToken(fetch)
     # One server offering each token mechanism; the provider is shared.
@@ -130,7 +140,10 @@ def main() -> int:
                     str(cafile),
                     security=smtpsec.Security.IMPLICIT_TLS,
                 )
-    print(f"two connections, {fetches} token fetch (the second used the cached token)")
+    print(
+        f"two connections, {fetches} token fetches: the first token was refused, "
+        "refreshed once, and the second connection used the cached one"
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ from .._advice import NATIVE, Advice
 from .._types import SMTP_PORT
 from ..discovery import Endpoint, Provenance
 from ..errors import (
+    AuthenticationError,
     CapabilityError,
     ConnectError,
     InsecureConfigurationWarning,
@@ -362,18 +363,35 @@ def _login(wire: Wire, extensions: Extensions, recipe: Recipe) -> IO[str]:
             f"{wire.peer} offers no AUTH after TLS, but credentials were given; refusing to "
             "send mail unauthenticated (RFC 4954 §9). Check the port (587/465) and account"
         )
+    credentials = (
+        sasl.Credentials(recipe.username, recipe.password) if recipe.username is not None else None
+    )
     mechanism = sasl.choose_mechanism(
         offered,
-        credentials=sasl.Credentials(recipe.username, recipe.password)
-        if recipe.username is not None
-        else None,
+        credentials=credentials,
         token=recipe.token,
         client_cert=recipe.policy.client_cert is not None,
         explicit=recipe.mechanism,
         scram_max_iterations=recipe.policy.scram_max_iterations,
         advice=recipe.advice,
     )
-    yield from authenticate(wire, mechanism)
+    try:
+        yield from authenticate(wire, mechanism)
+    except AuthenticationError as exc:
+        provider = recipe.token
+        refused = sasl.token_refused(exc.code, mechanism.name, mechanism.server_error)
+        if not (refused and isinstance(provider, sasl.RefreshingTokenProvider)):
+            raise
+        # The token was refused (expired, say): one fresh token, one more AUTH.
+        fresh = yield from perform(Offload(provider.refresh))
+        mechanism = sasl.choose_mechanism(
+            offered,
+            credentials=credentials,
+            token=fresh,
+            explicit=mechanism.name,
+            advice=recipe.advice,
+        )
+        yield from authenticate(wire, mechanism)
     return mechanism.name
 
 

@@ -59,6 +59,7 @@ from ._mechanisms import (
     OAuthBearer,
     OAuthErrorInfo,
     Plain,
+    RefreshingTokenProvider,
     Token,
     TokenProvider,
     XOAuth2,
@@ -76,6 +77,7 @@ __all__ = [
     "OAuthBearer",
     "OAuthErrorInfo",
     "Plain",
+    "RefreshingTokenProvider",
     "ScramSHA1",
     "ScramSHA256",
     "Token",
@@ -87,6 +89,7 @@ __all__ = [
     "decode_challenge",
     "decode_success_data",
     "encode_response",
+    "token_refused",
 ]
 
 #: Automatic choice order; see the module docstring for why. CRAM-MD5 is absent.
@@ -365,6 +368,19 @@ def _provider_hint(advice: Advice) -> str:
     )
 
 
+def token_refused(code: int, mechanism: str, server_error: OAuthErrorInfo | None) -> bool:
+    """Whether a failed OAuth AUTH means "this token is no good" (worth one fresh token).
+
+    ``535`` to XOAUTH2/OAUTHBEARER (Google and Microsoft answer so for an
+    expired or revoked token), or an error challenge whose status is ``401``
+    or ``invalid_token`` (RFC 7628 §3.2.2).
+    """
+    if mechanism.upper() not in _TOKEN_MECHS:
+        return False
+    status = (server_error.status or "") if server_error is not None else ""
+    return code == 535 or status in ("401", "invalid_token")
+
+
 def auth_failure_hint(
     code: int,
     enhanced: str | None,
@@ -420,6 +436,13 @@ def auth_failure_hint(
             f"the OAuth token was refused (535{status}){said}: it may have expired or lack "
             "the mail scope (Gmail: https://mail.google.com/, Microsoft 365: SMTP.Send); "
             "fetch a fresh token"
+        )
+    if code == 550 and enhanced == "5.7.30":
+        return (
+            "Microsoft 365 no longer accepts passwords (basic authentication) for SMTP "
+            "submission in this tenant (550 5.7.30; off by default for existing tenants "
+            "since the end of December 2026): use OAuth 2.0 (XOAUTH2) with a token for the "
+            f"SMTP.Send permission, e.g. from MSAL's client-credentials flow; {advice.use_oauth}"
         )
     if code == 535 and enhanced == "5.7.139":
         return (

@@ -13,16 +13,39 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final, TypeAlias
+from typing import ClassVar, Final, Protocol, TypeAlias, runtime_checkable
 
 from ..errors import InvalidArgumentError, LocalProtocolError, RemoteProtocolError
 from ..sansio import first_control_character
 from ._saslprep import saslprep
 
-#: A callable returning a fresh OAuth 2.0 access token; called once per attempt.
+#: A callable returning an OAuth 2.0 access token; called once per attempt.
 TokenProvider: TypeAlias = Callable[[], str]
+
+
+@runtime_checkable
+class RefreshingTokenProvider(Protocol):
+    """A token provider that can replace a token the server refused.
+
+    Calling it returns the current access token (a cached one is fine);
+    :meth:`refresh` returns a new one. When the server refuses an OAuth token
+    (``535``, or an error challenge saying it is invalid or expired), smtpsec
+    calls :meth:`refresh` once and retries AUTH once with the new token: tokens
+    expire (an hour for Google and Microsoft), and a cached one may have just
+    run out. A plain callable gets no retry: it may well return the same token.
+    """
+
+    def __call__(self) -> str:
+        """The access token to use now."""
+        ...
+
+    def refresh(self) -> str:
+        """A fresh access token (the last one was refused)."""
+        ...
+
+
 #: An access token, or a provider of one.
-Token: TypeAlias = str | TokenProvider
+Token: TypeAlias = str | TokenProvider | RefreshingTokenProvider
 
 #: Strict base64 (RFC 4648 §4): alphabet only, padding only at the end.
 B64_RE: Final = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
