@@ -24,6 +24,10 @@ Google Workspace (a service account with domain-wide delegation for the
     pip install google-auth requests
     GOOGLE_SERVICE_ACCOUNT_FILE=sa.json GOOGLE_MAILBOX=ann@example.com \\
     python examples/oauth_providers.py google
+
+``SMTPSEC_HOST`` and ``SMTPSEC_PORT`` replace the provider's submission server
+(``smtp.office365.com`` / ``smtp.gmail.com``, port 587 with STARTTLS).
+There is no local run: these tokens only mean something to the providers.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ class GoogleServiceAccount:
 
 
 def _send(host: str, port: int, mailbox: str, provider: RefreshingTokenProvider) -> None:
+    host = os.environ.get("SMTPSEC_HOST", host)
+    port = int(os.environ.get("SMTPSEC_PORT", str(port)))
     msg = EmailMessage()
     msg["From"] = msg["To"] = mailbox
     msg["Subject"] = "smtpsec: OAuth 2.0 with a refreshing token provider"
