@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from typing import Final
 
-from ..errors import LocalProtocolError, SMTPSecError
+from ..errors import ConnectError, LocalProtocolError, SMTPSecError
 from ..guard import Finding
 from ..report import SecurityReport
 from ..sansio import Command, Extensions, Reply, State
@@ -39,6 +40,11 @@ def single(outcomes: list[SendResult | SMTPSecError]) -> SendResult:
     if isinstance(outcome, SMTPSecError):
         raise outcome
     return outcome
+
+
+#: Messages prepared and pipelined together by ``send_many``; later ones wait
+#: for the next window, so memory does not grow with the number of messages.
+SEND_WINDOW: Final = 200
 
 
 class SessionState:
@@ -73,8 +79,29 @@ class SessionState:
     def _send_steps(
         self, items: Iterable[MessageInput | Outgoing], options: SendOptions | None
     ) -> IO[list[SendResult | SMTPSecError]]:
+        """Send ``items`` in windows of :data:`SEND_WINDOW` messages.
+
+        ``items`` is read one window at a time and each window's messages are
+        released once sent, so memory stays flat for any number of messages
+        (a generator of 40,000 costs what one window costs); within a window
+        everything is pipelined.
+        """
         self._require_open()
         self._guard.before_mail(self._wire.transport.tls)
+        outcomes: list[SendResult | SMTPSecError] = []
+        window: list[MessageInput | Outgoing] = []
+        for item in items:
+            window.append(item)
+            if len(window) == SEND_WINDOW:
+                outcomes += yield from self._send_window(window, options)
+                window = []
+        if window or not outcomes:
+            outcomes += yield from self._send_window(window, options)
+        return outcomes
+
+    def _send_window(
+        self, items: list[MessageInput | Outgoing], options: SendOptions | None
+    ) -> IO[list[SendResult | SMTPSecError]]:
         slots: list[SendResult | SMTPSecError | None] = []
         ready: list[PreparedMessage] = []
         for item in items:
@@ -89,17 +116,22 @@ class SessionState:
                 slots.append(exc)
         outcomes: list[SendResult | SMTPSecError] = []
         if ready:
-            try:
-                outcomes, self._needs_rset = yield from run_transactions(
-                    self._wire,
-                    self._extensions,
-                    ready,
-                    options or SendOptions(),
-                    needs_rset=self._needs_rset,
-                )
-            finally:
-                if self._wire.conn.state is State.CLOSED:
-                    self._closed = True
+            if self.closed:
+                # An earlier window ended the connection: these were not sent.
+                error = ConnectError("not sent: the connection had already failed")
+                outcomes = [error] * len(ready)
+            else:
+                try:
+                    outcomes, self._needs_rset = yield from run_transactions(
+                        self._wire,
+                        self._extensions,
+                        ready,
+                        options or SendOptions(),
+                        needs_rset=self._needs_rset,
+                    )
+                finally:
+                    if self._wire.conn.state is State.CLOSED:
+                        self._closed = True
         sent = iter(outcomes)
         return [slot if slot is not None else next(sent) for slot in slots]
 
