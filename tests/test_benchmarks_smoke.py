@@ -147,3 +147,14 @@ def test_harness_runs_every_scenario_and_counts(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     out.write_text(json.dumps(bench._to_json(results)))
     assert json.loads(out.read_text())["config"]["batch_size"] == 3
+
+
+def test_web_requests_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The per-request benchmark runs end to end with tiny numbers (no timing checked)."""
+    from benchmarks import web_requests
+
+    argv = ["--requests", "2", "--threads", "2", "--rtt-ms", "0", "--no-django"]
+    assert web_requests.main(argv) == 0
+    out = capsys.readouterr().out
+    for row in ("| smtplib |", "| smtpsec.send |", "| smtpsec Pool.shared |"):
+        assert row in out
