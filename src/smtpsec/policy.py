@@ -23,6 +23,7 @@ from .memory import TLSMemory
 from .modes import Security
 
 __all__ = [
+    "DEFAULT_POLICY",
     "DEFAULT_SCRAM_MAX_ITERATIONS",
     "SCRAM_MIN_ITERATIONS",
     "Attempt",
@@ -207,6 +208,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+#: The policy of every connection that names none: one shared value, so its
+#: TLS context (certifi's trust store, tens of milliseconds and hundreds of KiB
+#: to load) is built once per process, not once per connection.
+DEFAULT_POLICY: Final = Policy()
 
 
 def select_plan(host: str, port: int | None, security: Security) -> Plan:

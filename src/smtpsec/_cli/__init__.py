@@ -35,7 +35,7 @@ from ..errors import (
     ReplyError,
     SMTPSecError,
 )
-from ..policy import Policy, Security
+from ..policy import DEFAULT_POLICY, Policy, Security
 from ..tls import build_context
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_WARNING", "main"]
@@ -283,7 +283,7 @@ def _run_discover(args: argparse.Namespace) -> int:
 
 def _policy(cafile: str | None) -> Policy:
     """The policy for ``--cafile``, checked now so a bad file is a usage error."""
-    policy = Policy(cafile=cafile) if cafile else Policy()
+    policy = Policy(cafile=cafile) if cafile else DEFAULT_POLICY
     try:
         build_context(policy)
     except OSError as exc:  # missing file, or no certificate in it (ssl.SSLError)

@@ -35,7 +35,7 @@ from ..guard import Finding, Guard
 from ..identity import ReferenceIdentity, check_certificate_identity
 from ..memory import Account
 from ..options import ConnectOptions, check_options
-from ..policy import Attempt, Plan, Policy, Security, is_loopback, select_plan
+from ..policy import DEFAULT_POLICY, Attempt, Plan, Policy, Security, is_loopback, select_plan
 from ..report import SecurityReport
 from ..sansio import ClientConnection, Extensions, ehlo_name
 from ..tls import build_context
@@ -126,7 +126,7 @@ class Recipe:
         security = opts.get("security", Security.AUTO)
         if not isinstance(security, Security):
             raise PolicyError(f"security={security!r} is not a smtpsec.Security member")
-        policy = opts.get("policy") or Policy()
+        policy = opts.get("policy") or DEFAULT_POLICY
         if not isinstance(policy, Policy):
             raise PolicyError(f"policy={policy!r} is not a smtpsec.Policy")
         username, password = opts.get("username"), opts.get("password")

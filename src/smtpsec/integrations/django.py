@@ -43,7 +43,7 @@ from .._engine import envelope_from_headers
 from ..client import Session, connect
 from ..errors import SMTPSecError
 from ..options import ConnectOptions
-from ..policy import Policy, Security
+from ..policy import DEFAULT_POLICY, Policy, Security
 from ..pool import Pool
 from ..sending import SendResult
 
@@ -353,7 +353,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
     def _policy(self, configured: object) -> Policy:
         names = self._names
         if configured is None:
-            policy = Policy()
+            policy = DEFAULT_POLICY
         elif isinstance(configured, Policy):
             policy = configured
         else:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 
 from ..errors import InvalidArgumentError
-from ..policy import Policy, Security
+from ..policy import DEFAULT_POLICY, Policy, Security
 from ..pool import Pool
 
 __all__ = ["SMTPHandler"]
@@ -73,7 +73,7 @@ class SMTPHandler(logging.handlers.SMTPHandler):
             secure=secure,
             timeout=timeout,
         )
-        self.policy: Policy = _with_client_cert(policy or Policy(), secure)
+        self.policy: Policy = _with_client_cert(policy or DEFAULT_POLICY, secure)
         self.security: Security = security
         # Records logged *while* a record is being mailed (e.g. smtpsec's own
         # transcript at DEBUG when this handler sits on the root logger) would

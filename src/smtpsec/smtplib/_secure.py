@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..guard import Guard
 from ..modes import Security
-from ..policy import Policy
+from ..policy import DEFAULT_POLICY, Policy
 from ..sansio import (
     Reply,
 )
@@ -283,7 +283,7 @@ def client_context(
             raise ValueError("context and keyfile/certfile arguments are mutually exclusive")
         return context
     if keyfile is None and certfile is None:
-        return build_context(Policy())
+        return build_context(DEFAULT_POLICY)
     warnings.warn(
         "keyfile and certfile are deprecated (removed from smtplib in 3.12); load "
         "the client certificate into a context with ctx.load_cert_chain()",
