@@ -26,6 +26,7 @@ from .errors import (
     PinMismatchError,
     PolicyError,
     ProtocolError,
+    ProxyError,
     RecipientsRefused,
     RemoteProtocolError,
     ReplyError,
@@ -46,7 +47,8 @@ from .options import ConnectOptions
 from .policy import Policy, Security, select_plan
 from .report import SecurityReport
 from .sending import MessageInput, Outgoing, RecipientRefusal, SendOptions, SendResult
-from .tls import TLSInfo
+from .tls import TLSInfo, TLSSessionCache
+from .transports import Proxy, ProxyScheme
 
 __all__ = [
     "Account",
@@ -68,6 +70,9 @@ __all__ = [
     "PolicyError",
     "ProtocolError",
     "Provenance",
+    "Proxy",
+    "ProxyError",
+    "ProxyScheme",
     "RecipientRefusal",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -85,6 +90,7 @@ __all__ = [
     "Session",
     "TLSInfo",
     "TLSMemory",
+    "TLSSessionCache",
     "TLSUnavailableError",
     "TLSVersionError",
     "TimeoutError",

@@ -113,7 +113,7 @@ class _Context(ssl.SSLContext):
     """smtpsec's contexts: an ordinary :class:`ssl.SSLContext` that can also
     resume a session under asyncio (see :func:`resuming`)."""
 
-    def wrap_bio(  # type: ignore[override]  # same parameters as the stdlib's
+    def wrap_bio(  # the stdlib's parameters, plus the session asyncio cannot pass
         self,
         incoming: ssl.MemoryBIO,
         outgoing: ssl.MemoryBIO,
@@ -170,9 +170,9 @@ class TLSSessionCache:
     def __init__(self, maxsize: int = 64) -> None:
         self._maxsize = maxsize
         self._lock = threading.Lock()
-        self._entries: OrderedDict[
-            tuple[int, str, int], tuple[ssl.SSLContext, ssl.SSLSession]
-        ] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = (
+            OrderedDict()
+        )
 
     def __len__(self) -> int:
         with self._lock:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from ..transports import (
+    DIRECT,
     AnyTransport,
     AsyncTransportProtocol,
     Route,
@@ -220,7 +221,7 @@ class OpenConnection(Request[Connection]):
     host: str
     port: int
     timeout: float
-    route: Route = Route()
+    route: Route = DIRECT
 
     def run_blocking(self) -> Connection:
         transport, address = open_route(

@@ -151,9 +151,7 @@ def starttls(
         The ``220`` reply and the facts of the new TLS session.
     """
     reply = yield from ask_starttls(wire, guard)
-    info = yield from switch_to_tls(
-        wire, context, verify_identity=verify_identity, session=session
-    )
+    info = yield from switch_to_tls(wire, context, verify_identity=verify_identity, session=session)
     return reply, info
 
 

@@ -22,10 +22,10 @@ from ..discovery import Endpoint, Provenance
 from ..errors import (
     CapabilityError,
     ConnectError,
-    ProxyError,
     InsecureConfigurationWarning,
     InvalidArgumentError,
     PolicyError,
+    ProxyError,
     ReplyError,
     SMTPSecWarning,
     UntrustedDiscoveryError,
@@ -39,7 +39,7 @@ from ..policy import Attempt, Plan, Policy, Security, is_loopback, select_plan
 from ..report import SecurityReport
 from ..sansio import ClientConnection, Extensions, ehlo_name
 from ..tls import TLSSessionCache, build_context
-from ..transports import DEFAULT_HAPPY_EYEBALLS_DELAY, AnyTransport, Route, as_proxy
+from ..transports import DEFAULT_HAPPY_EYEBALLS_DELAY, DIRECT, AnyTransport, Route, as_proxy
 from . import _phases
 from ._auth import authenticate
 from ._io import IO, Offload, OpenConnection, perform
@@ -97,7 +97,7 @@ class Recipe:
     token: sasl.Token | None = None
     advice: Advice = NATIVE
     findings: list[Finding] = field(default_factory=list, compare=False)
-    route: Route = Route()
+    route: Route = DIRECT
     tls_sessions: TLSSessionCache | None = field(default=None, compare=False)
 
     @classmethod
@@ -215,18 +215,17 @@ def _route(opts: ConnectOptions) -> Route:
     """
     proxy = as_proxy(opts.get("proxy"))
     source = opts.get("source_address")
-    if source is not None:
-        if (
-            not isinstance(source, tuple)
-            or len(source) != 2
-            or not isinstance(source[0], str)
-            or isinstance(source[1], bool)
-            or not isinstance(source[1], int)
-            or not 0 <= source[1] < 65536
-        ):
-            raise InvalidArgumentError(
-                f"source_address={source!r}: pass a (host, port) tuple, port 0 for any"
-            )
+    if source is not None and (
+        not isinstance(source, tuple)
+        or len(source) != 2
+        or not isinstance(source[0], str)
+        or isinstance(source[1], bool)
+        or not isinstance(source[1], int)
+        or not 0 <= source[1] < 65536
+    ):
+        raise InvalidArgumentError(
+            f"source_address={source!r}: pass a (host, port) tuple, port 0 for any"
+        )
     delay = opts.get("happy_eyeballs_delay", DEFAULT_HAPPY_EYEBALLS_DELAY)
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
         raise InvalidArgumentError(
@@ -284,7 +283,7 @@ def transport_steps(transport: AnyTransport, recipe: Recipe) -> IO[Established]:
         PolicyError: a network option (``proxy``, ``source_address``,
             ``happy_eyeballs_delay``) was given: the caller's transport decided those.
     """
-    if recipe.route != Route():
+    if recipe.route != DIRECT:
         raise PolicyError(
             "proxy=, source_address= and happy_eyeballs_delay= shape the connection that "
             "connect() opens; with your own transport, open it that way yourself"

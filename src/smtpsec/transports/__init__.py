@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from ._base import AnyTransport, AsyncTransportProtocol, Transport
 from ._memory import MemoryTransport
 from ._proxy import Proxy, ProxyHandshake, ProxyScheme, as_proxy
-from ._route import DEFAULT_HAPPY_EYEBALLS_DELAY, Route, happy_eyeballs, open_route, open_socket
+from ._route import (
+    DEFAULT_HAPPY_EYEBALLS_DELAY,
+    DIRECT,
+    Route,
+    happy_eyeballs,
+    open_route,
+    open_socket,
+)
 from ._socket import SocketTransport
 
 if TYPE_CHECKING:
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_HAPPY_EYEBALLS_DELAY",
+    "DIRECT",
     "AnyTransport",
     "AsyncTransport",
     "AsyncTransportProtocol",

@@ -83,8 +83,10 @@ class Proxy:
     def __post_init__(self) -> None:
         if not isinstance(self.scheme, ProxyScheme):
             raise PolicyError(f"Proxy(scheme={self.scheme!r}): pass a smtpsec.ProxyScheme")
-        if not isinstance(self.port, int) or isinstance(self.port, bool) or not (
-            0 < self.port < 65536
+        if (
+            not isinstance(self.port, int)
+            or isinstance(self.port, bool)
+            or not (0 < self.port < 65536)
         ):
             raise PolicyError(f"Proxy(port={self.port!r}): pass a port in 1..65535")
         if not self.host:
@@ -247,9 +249,7 @@ class ProxyHandshake:
         self._port = port
         self._name, self._address = _target_host(host)
         self._target = f"[{self._name}]:{port}" if ":" in self._name else f"{self._name}:{port}"
-        if proxy.scheme is ProxyScheme.SOCKS4A and isinstance(
-            self._address, ipaddress.IPv6Address
-        ):
+        if proxy.scheme is ProxyScheme.SOCKS4A and isinstance(self._address, ipaddress.IPv6Address):
             raise PolicyError("SOCKS4a cannot reach an IPv6 address; use socks5h://")
         self._buffer = bytearray()
         self._step = _Step.DONE
@@ -274,7 +274,9 @@ class ProxyHandshake:
             self._step = _Step.SOCKS4_REPLY
             user = (self._proxy.username or "").encode("utf-8")
             if isinstance(self._address, ipaddress.IPv4Address):
-                return b"\x04\x01" + self._port.to_bytes(2, "big") + self._address.packed + user
+                return (
+                    b"\x04\x01" + self._port.to_bytes(2, "big") + self._address.packed + user + b"\x00"
+                )
             # 0.0.0.x (x != 0) asks the proxy to resolve the name that follows.
             return (
                 b"\x04\x01"
@@ -306,12 +308,12 @@ class ProxyHandshake:
             raise self._error("closed the connection during its handshake")
         self._buffer += data
         out = bytearray()
-        while self._step is not _Step.DONE:
+        while not self.done:
             sent = self._advance()
             if sent is None:
                 break
             out += sent
-        if self._step is _Step.DONE:
+        if self.done:
             self.leftover = bytes(self._buffer)
             self._buffer.clear()
         return bytes(out)

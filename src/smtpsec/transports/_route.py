@@ -23,7 +23,7 @@ import selectors
 import socket
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from ..errors import ConnectError, ProxyError, SMTPSecError
 from ..errors import TimeoutError as DeadlineError
@@ -32,6 +32,7 @@ from ._socket import SocketTransport, connect_failure, unbracket
 
 __all__ = [
     "DEFAULT_HAPPY_EYEBALLS_DELAY",
+    "DIRECT",
     "Route",
     "format_address",
     "happy_eyeballs",
@@ -60,6 +61,10 @@ class Route:
     proxy: Proxy | None = None
     source_address: tuple[str, int] | None = None
     happy_eyeballs_delay: float = DEFAULT_HAPPY_EYEBALLS_DELAY
+
+
+#: A direct connection from any local address, with the RFC 8305 delay.
+DIRECT: Final = Route()
 
 
 def format_address(sockaddr: object) -> str:
@@ -108,14 +113,16 @@ def _family_of(source: tuple[str, int] | None) -> int | None:
         return None
 
 
-def _interleave(
-    infos: list[tuple[int, tuple[object, ...]]],
-) -> list[tuple[int, tuple[object, ...]]]:
+#: One address to try: (family, socket address).
+_Candidate = tuple[int, tuple[Any, ...]]
+
+
+def _interleave(infos: list[_Candidate]) -> list[_Candidate]:
     """RFC 8305 §4: alternate families, starting with the first one returned."""
     first = infos[0][0]
     primary = [info for info in infos if info[0] == first]
     secondary = [info for info in infos if info[0] != first]
-    ordered: list[tuple[int, tuple[object, ...]]] = []
+    ordered: list[_Candidate] = []
     for index in range(max(len(primary), len(secondary))):
         ordered.extend(group[index] for group in (primary, secondary) if index < len(group))
     return ordered
@@ -140,7 +147,7 @@ def happy_eyeballs(
         found = socket.getaddrinfo(unbracket(host), port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise connect_failure(host, port, exc, timeout=timeout) from exc
-    infos = [(family, sockaddr) for family, _t, _p, _c, sockaddr in found]
+    infos: list[_Candidate] = [(family, sockaddr) for family, _t, _p, _c, sockaddr in found]
     wanted = _family_of(source_address)
     if wanted is not None:
         infos = [info for info in infos if info[0] == wanted]
@@ -152,7 +159,7 @@ def happy_eyeballs(
             )
     attempts = _interleave(infos)
     selector = selectors.DefaultSelector()
-    pending: dict[socket.socket, tuple[object, ...]] = {}
+    pending: dict[socket.socket, tuple[Any, ...]] = {}
     failures: list[tuple[str, OSError]] = []
     winner: socket.socket | None = None
     next_index = 0
@@ -183,16 +190,16 @@ def happy_eyeballs(
             if next_index < len(attempts):
                 wait = min(wait, next_start - now)
             for key, _events in selector.select(max(wait, 0.0)):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                sockaddr = pending.pop(sock)
-                selector.unregister(sock)
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                sockaddr = pending.pop(ready)
+                selector.unregister(ready)
+                code = ready.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code == 0:
-                    winner = sock
+                    winner = ready
                     break
                 failures.append((format_address(sockaddr), OSError(code, os.strerror(code))))
-                sock.close()
+                ready.close()
                 next_start = time.monotonic()  # a failure starts the next attempt at once
     finally:
         for sock in pending:
@@ -207,7 +214,7 @@ def happy_eyeballs(
 
 
 def _start(
-    family: int, sockaddr: tuple[object, ...], source: tuple[str, int] | None
+    family: int, sockaddr: tuple[Any, ...], source: tuple[str, int] | None
 ) -> tuple[socket.socket | None, OSError | None]:
     """Begin one non-blocking connect: (socket, None) done, (socket, err) pending, (None, err)."""
     try:
@@ -248,7 +255,9 @@ def open_socket(
     return happy_eyeballs(host, port, timeout=timeout, source_address=source_address)
 
 
-def open_route(host: str, port: int, *, timeout: float, route: Route) -> tuple[SocketTransport, str]:
+def open_route(
+    host: str, port: int, *, timeout: float, route: Route
+) -> tuple[SocketTransport, str]:
     """Open a blocking connection to ``host:port`` along ``route``.
 
     Returns:

@@ -192,9 +192,7 @@ class SocketTransport:
         """
         if self._pending:
             # Bytes the server sent before the ClientHello would be lost under TLS.
-            raise ConnectError(
-                f"{self._peer} sent data before the TLS handshake; nothing was sent"
-            )
+            raise ConnectError(f"{self._peer} sent data before the TLS handshake; nothing was sent")
         self._sock.settimeout(timeout)
         try:
             tls_sock = context.wrap_socket(
