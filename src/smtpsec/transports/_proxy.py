@@ -436,15 +436,15 @@ class ProxyHandshake:
         if 200 <= code < 300:
             self._step = _Step.DONE
             return b""
-        if code == 407:
+        if code in (401, 407):  # 407 per RFC 9110; some proxies (tinyproxy) say 401
             if self._proxy.username is None:
                 raise self._error(
-                    "requires credentials (407); put them in the proxy URL: "
+                    f"requires credentials ({code}); put them in the proxy URL: "
                     "http://user:password@host:port"
                 )
-            raise self._error("refused the proxy credentials (407)")
+            raise self._error(f"refused the proxy credentials ({code})")
         detail = f"{code} {reason}".strip()
-        if code in (502, 503, 504):
+        if code in (500, 502, 503, 504):  # tinyproxy: "500 Unable to connect"
             raise self._error(f"could not reach {self._target}: {detail}", unreachable=True)
         raise self._error(f"refused the tunnel to {self._target}: {detail}")
 
