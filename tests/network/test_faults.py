@@ -134,6 +134,7 @@ def _dropin(ca: CA, outcomes: list[Outcome]) -> None:
             outcomes.append((token, f"OSError:{type(exc).__name__}", time.monotonic() - start))
 
 
+@pytest.mark.faults
 def test_every_send_succeeds_once_or_fails_typed(
     link: tuple[SMTPServer, CA, Faults, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
