@@ -23,7 +23,9 @@ sys.path.insert(0, str(HERE.parent / "interop"))
 
 from interop_harness import PostfixServer, state_dir  # noqa: E402
 
-PROXIES_ENV: Final = Path(os.environ.get("SMTPSEC_PROXIES_DIR", "/tmp/smtpsec-proxies")) / "env.json"
+PROXIES_ENV: Final = (
+    Path(os.environ.get("SMTPSEC_PROXIES_DIR", "/tmp/smtpsec-proxies")) / "env.json"
+)
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -46,7 +48,9 @@ class Proxies:
     user: str
     password: str
 
-    def url(self, scheme: str, port: int, *, auth: bool = False, password: str | None = None) -> str:
+    def url(
+        self, scheme: str, port: int, *, auth: bool = False, password: str | None = None
+    ) -> str:
         if not auth:
             return f"{scheme}://{self.host}:{port}"
         return f"{scheme}://{self.user}:{password or self.password}@{self.host}:{port}"
@@ -55,7 +59,9 @@ class Proxies:
 @pytest.fixture(scope="session")
 def proxies() -> Proxies:
     if not PROXIES_ENV.is_file():
-        unavailable(f"no proxies running ({PROXIES_ENV} missing): run tests/interop/proxies.sh start")
+        unavailable(
+            f"no proxies running ({PROXIES_ENV} missing): run tests/interop/proxies.sh start"
+        )
     data = json.loads(PROXIES_ENV.read_text(encoding="utf-8"))
     found = Proxies(
         host=data["SMTPSEC_PROXY_HOST"],
@@ -79,7 +85,7 @@ def proxies() -> Proxies:
 def postfix() -> PostfixServer:
     env_file = state_dir() / "env.json"
     if not env_file.is_file():
-        unavailable(f"Postfix interop server not running ({env_file} missing): run tests/interop/postfix.sh start")
+        unavailable(f"no Postfix ({env_file} missing): run tests/interop/postfix.sh start")
     server = PostfixServer.from_env_file(env_file)
     try:
         socket.create_connection((server.host, server.starttls_port), timeout=5).close()

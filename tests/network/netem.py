@@ -17,6 +17,7 @@ point to point; nothing is routed anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import heapq
 import os
@@ -114,10 +115,8 @@ class Wire:
             now = time.monotonic()
             while queue and queue[0][0] <= now:
                 _due, _n, fd, packet = heapq.heappop(queue)
-                try:
+                with contextlib.suppress(OSError):  # the peer device is going away
                     os.write(fd, packet)
-                except OSError:
-                    pass  # the peer device is going away
             wait = min(0.05, max(queue[0][0] - now, 0.0)) if queue else 0.05
             for key, _events in selector.select(wait):
                 side = key.data

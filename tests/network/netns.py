@@ -76,9 +76,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 @contextlib.contextmanager
 def entered(namespace: str) -> Iterator[None]:
     """This thread in ``namespace`` (sockets created meanwhile live there)."""
-    with open("/proc/thread-self/ns/net", "rb") as home, open(
-        f"/var/run/netns/{namespace}", "rb"
-    ) as target:
+    with (
+        open("/proc/thread-self/ns/net", "rb") as home,
+        open(f"/var/run/netns/{namespace}", "rb") as target,
+    ):
         if _libc.setns(target.fileno(), CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
         try:

@@ -146,7 +146,8 @@ def test_loopback_dual_stack_addresses() -> None:
     except OSError:
         pytest.skip("NOT TESTED: no IPv6 loopback on this machine")
     for host, expected in (("::1", "[::1]"), ("127.0.0.1", "127.0.0.1")):
-        with SMTPServer(tls=Security.PLAINTEXT, host=host) as srv, smtpsec.connect(
-            host, srv.port, security=Security.PLAINTEXT, timeout=10
-        ) as session:
+        with (
+            SMTPServer(tls=Security.PLAINTEXT, host=host) as srv,
+            smtpsec.connect(host, srv.port, security=Security.PLAINTEXT, timeout=10) as session,
+        ):
             assert session.report.address == f"{expected}:{srv.port}"

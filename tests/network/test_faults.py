@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from typing import Final
 
 import pytest
-from netem import CLIENT, SERVER, Faults, Wire
+from netem import SERVER, Faults, Wire
 from netns import Pair, entered, inside, require
 
 import smtpsec

@@ -14,15 +14,15 @@ import logging
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
-from conftest import Proxies
 from interop_harness import PostfixServer
 
 import smtpsec
 import smtpsec.aio
+from conftest import Proxies
 from smtpsec import Security
 from smtpsec import smtplib as dropin
 from smtpsec._cli import main
@@ -60,7 +60,9 @@ def _host(kind: str) -> str:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_native_send_through_each_proxy(kind: str, proxies: Proxies, postfix: PostfixServer) -> None:
+def test_native_send_through_each_proxy(
+    kind: str, proxies: Proxies, postfix: PostfixServer
+) -> None:
     """R-LIB-SNI-1 holds through a tunnel: TLS is checked against the mail server's name."""
     url = _kinds(proxies)[kind]
     marker = uuid.uuid4().hex
@@ -216,9 +218,9 @@ def test_tls_is_verified_against_the_mail_servers_name(proxies: Proxies) -> None
 
 
 @pytest.fixture
-def password_logged(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[str], bool]]:
+def password_logged(caplog: pytest.LogCaptureFixture) -> Callable[[str], bool]:
     caplog.set_level(logging.DEBUG, logger="smtpsec")
-    yield lambda secret: secret in caplog.text
+    return lambda secret: secret in caplog.text
 
 
 def _connect_via(url: str, port: int = 465, host: str = "localhost") -> smtpsec.Session:
@@ -278,7 +280,9 @@ def test_unreachable_target_names_the_proxy(scheme: str, proxies: Proxies) -> No
 
 def test_unreachable_proxy(postfix: PostfixServer) -> None:
     closed = _closed_port()
-    with pytest.raises(smtpsec.ProxyError, match=f"cannot connect to the SOCKS5 proxy socks5h://127.0.0.1:{closed}") as caught:
+    with pytest.raises(
+        smtpsec.ProxyError, match=f"cannot connect to the SOCKS5 proxy socks5h://127.0.0.1:{closed}"
+    ) as caught:
         _connect_via(f"socks5h://u:CANARY-PROXY-PW-3@127.0.0.1:{closed}", postfix.implicit_port)
     assert not caught.value.target_unreachable
     assert "CANARY" not in str(caught.value)
@@ -312,9 +316,7 @@ def test_silent_proxy_times_out_naming_the_proxy() -> None:
         thread.start()
         port = listener.getsockname()[1]
         with pytest.raises(smtpsec.TimeoutError, match=f"proxy socks5h://127.0.0.1:{port}"):
-            smtpsec.connect(
-                "localhost", 465, proxy=f"socks5h://127.0.0.1:{port}", timeout=0.5
-            )
+            smtpsec.connect("localhost", 465, proxy=f"socks5h://127.0.0.1:{port}", timeout=0.5)
         thread.join()
         for sock in accepted:
             sock.close()

@@ -65,10 +65,13 @@ def test_http_connect_with_basic_credentials_and_leftover() -> None:
     hs = ProxyHandshake(Proxy.from_url("http://ann:pw@h:3128"), "smtp.example.com", 587)
     request = hs.start()
     token = base64.b64encode(b"ann:pw").decode()
-    assert request == (
-        "CONNECT smtp.example.com:587 HTTP/1.1\r\nHost: smtp.example.com:587\r\n"
-        f"Proxy-Authorization: Basic {token}\r\n\r\n"
-    ).encode()
+    assert (
+        request
+        == (
+            "CONNECT smtp.example.com:587 HTTP/1.1\r\nHost: smtp.example.com:587\r\n"
+            f"Proxy-Authorization: Basic {token}\r\n\r\n"
+        ).encode()
+    )
     hs.receive(b"HTTP/1.0 200 Connection established\r\nProxy-agent: x\r\n\r\n220 ready\r\n")
     assert hs.done and hs.leftover == b"220 ready\r\n"
 
@@ -89,11 +92,13 @@ def test_any_chunking_gives_the_same_result(size: int) -> None:
 def test_garbage_gives_only_proxy_errors(scheme: str, chunks: list[bytes]) -> None:
     hs = ProxyHandshake(Proxy.from_url(f"{scheme}://u@h:1"), "a.example", 465)
     hs.start()
+    failure: smtpsec.ProxyError | None = None
     try:
         for chunk in chunks:
             hs.receive(chunk)
     except smtpsec.ProxyError as exc:
-        assert exc.proxy == f"{scheme}://h:1"
+        failure = exc
+    assert failure is None or failure.proxy == f"{scheme}://h:1"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Iterator
 
 import pytest
 from interop_harness import PostfixServer
@@ -20,13 +21,13 @@ from smtpsec.testing import CA, SMTPServer
 
 
 @pytest.fixture(scope="module", params=[ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
-def server(request: pytest.FixtureRequest) -> SMTPServer:
+def server(request: pytest.FixtureRequest) -> Iterator[SMTPServer]:
     ca = CA.create()
     leaf = ca.issue("localhost", ips=("127.0.0.1",))
     srv = SMTPServer(leaf, tls=Security.IMPLICIT_TLS, max_version=request.param).start()
     srv.ca = ca
-    request.addfinalizer(srv.stop)
-    return srv
+    yield srv
+    srv.stop()
 
 
 def _policy(srv: SMTPServer) -> smtpsec.Policy:
@@ -38,7 +39,7 @@ def _reports(
     srv: SMTPServer, hosts: list[str], policies: list[smtpsec.Policy], cache: object
 ) -> list[smtpsec.SecurityReport]:
     reports = []
-    for host, policy in zip(hosts, policies):
+    for host, policy in zip(hosts, policies, strict=True):
         with smtpsec.connect(
             host,
             srv.port,

@@ -275,7 +275,11 @@ class ProxyHandshake:
             user = (self._proxy.username or "").encode("utf-8")
             if isinstance(self._address, ipaddress.IPv4Address):
                 return (
-                    b"\x04\x01" + self._port.to_bytes(2, "big") + self._address.packed + user + b"\x00"
+                    b"\x04\x01"
+                    + self._port.to_bytes(2, "big")
+                    + self._address.packed
+                    + user
+                    + b"\x00"
                 )
             # 0.0.0.x (x != 0) asks the proxy to resolve the name that follows.
             return (
