@@ -89,6 +89,7 @@ intersphinx_mapping: dict[str, tuple[str, str | None]] = (
 # Standard-library modules our docstrings and pages refer to. Ignored only as
 # py:* targets; with intersphinx on they resolve anyway.
 _STDLIB = (
+    "_ssl",  # ssl.SSLSession is defined there
     "builtins",
     "collections",
     "contextlib",

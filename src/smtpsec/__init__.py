@@ -27,6 +27,7 @@ from .errors import (
     PinMismatchError,
     PolicyError,
     ProtocolError,
+    ProxyError,
     RecipientsRefused,
     RemoteProtocolError,
     ReplyError,
@@ -48,7 +49,8 @@ from .policy import Policy, Security, select_plan
 from .pool import Pool
 from .report import SecurityReport
 from .sending import MessageInput, Outgoing, RecipientRefusal, SendOptions, SendResult
-from .tls import TLSInfo
+from .tls import TLSInfo, TLSSessionCache
+from .transports import Proxy, ProxyScheme
 
 __all__ = [
     "Account",
@@ -72,6 +74,9 @@ __all__ = [
     "Pool",
     "ProtocolError",
     "Provenance",
+    "Proxy",
+    "ProxyError",
+    "ProxyScheme",
     "RecipientRefusal",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -89,6 +94,7 @@ __all__ = [
     "Session",
     "TLSInfo",
     "TLSMemory",
+    "TLSSessionCache",
     "TLSUnavailableError",
     "TLSVersionError",
     "TimeoutError",

@@ -25,6 +25,7 @@ __all__ = [
     "PinMismatchError",
     "PolicyError",
     "ProtocolError",
+    "ProxyError",
     "RecipientsRefused",
     "RemoteProtocolError",
     "ReplyError",
@@ -281,6 +282,26 @@ class DeliveryUnknown(ConnectError):
     or from the server's logs. ``__cause__`` is the failure itself (a lost
     connection, a timeout, a garbled reply).
     """
+
+
+class ProxyError(ConnectError):
+    """The proxy in front of the mail server failed: unreachable, refused the
+    credentials, answered something that is not its protocol, or could not
+    reach the mail server.
+
+    The message names the proxy (never its credentials), so the reader knows
+    which hop to fix.
+
+    Attributes:
+        proxy: the proxy, as ``scheme://host:port`` (no credentials).
+        target_unreachable: the proxy itself worked but could not reach the
+            mail server (another port of the plan may still be reachable).
+    """
+
+    def __init__(self, message: str, *, proxy: str = "", target_unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        self.target_unreachable = target_unreachable
 
 
 class TimeoutError(SMTPSecError, builtins.TimeoutError):

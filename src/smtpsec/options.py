@@ -21,6 +21,8 @@ from typing_extensions import TypedDict
 
 from .auth import Token
 from .policy import Policy, Security
+from .tls import TLSSessionCache
+from .transports import Proxy
 
 __all__ = ["ConnectOptions", "check_options"]
 
@@ -44,6 +46,19 @@ class ConnectOptions(TypedDict, total=False):
         confirmed_target: for a discovered endpoint whose SRV answer was not
             DNSSEC-validated and whose target lies outside the user's domain:
             the user confirmed this target (RFC 8314 §5.1, RFC 7817 §3).
+        proxy: connect through this proxy: a URL (``socks5h://user:pw@host:1080``,
+            ``socks5://``, ``socks4a://``, ``http://``) or a :class:`~smtpsec.Proxy`.
+            The proxy resolves the server's name; TLS is still verified against
+            the server's name. See :doc:`/networks`.
+        source_address: ``(host, port)`` to bind the local end of the connection
+            to (port ``0``: any); with an address of one family, only the
+            server's addresses of that family are tried.
+        happy_eyeballs_delay: seconds between staggered connection attempts to
+            the addresses of a dual-stack name (RFC 8305; default 0.25).
+        tls_sessions: where TLS sessions are kept for resumption on reconnect.
+            Omitted: each pool (or one call) keeps its own; a
+            :class:`~smtpsec.TLSSessionCache` shares one between calls; ``None``
+            never resumes.
     """
 
     security: Security
@@ -55,6 +70,10 @@ class ConnectOptions(TypedDict, total=False):
     timeout: float
     local_hostname: str | None
     confirmed_target: bool
+    proxy: str | Proxy | None
+    source_address: tuple[str, int] | None
+    happy_eyeballs_delay: float
+    tls_sessions: TLSSessionCache | None
 
 
 def check_options(options: Mapping[str, object], where: str) -> None:

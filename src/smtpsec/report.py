@@ -31,6 +31,12 @@ class SecurityReport:
             verified certificate (never for plaintext or pinned-only sessions).
         authenticated_as: the user name authenticated, if any.
         mechanism: the SASL mechanism used, if any.
+        address: ``"ip:port"`` the TCP connection went to, e.g. which address
+            family Happy Eyeballs chose (the proxy's address when proxied;
+            ``None`` over a transport the caller opened).
+        proxy: the proxy the session went through, as ``scheme://host:port``
+            (never its credentials), or ``None``.
+        tls_resumed: the TLS handshake resumed an earlier session.
     """
 
     security: Security
@@ -46,6 +52,9 @@ class SecurityReport:
     confidential: bool = False
     authenticated_as: str | None = None
     mechanism: str | None = None
+    address: str | None = None
+    proxy: str | None = None
+    tls_resumed: bool = False
 
     def __str__(self) -> str:
         lines = [
@@ -53,8 +62,13 @@ class SecurityReport:
             f"mode             {self.mode.value} (requested {self.security.name})",
             f"why              {self.reason}",
         ]
+        if self.proxy is not None:
+            lines.append(f"proxy            {self.proxy} (it resolved the server's name)")
+        if self.address:
+            lines.append(f"connected to     {self.address}{' (the proxy)' if self.proxy else ''}")
         if self.tls_version:
-            lines.append(f"tls              {self.tls_version} {self.cipher}")
+            resumed = " (resumed)" if self.tls_resumed else ""
+            lines.append(f"tls              {self.tls_version} {self.cipher}{resumed}")
             lines.append(f"certificate      {'verified' if self.verified else 'NOT verified'}")
             if self.spki_pin:
                 lines.append(

@@ -10,11 +10,16 @@ counts as verified.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import hashlib
 import ssl
-from collections.abc import Callable
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import certifi
 
@@ -25,6 +30,7 @@ from .policy import Policy
 
 __all__ = [
     "TLSInfo",
+    "TLSSessionCache",
     "build_context",
     "session_info",
     "spki_pin",
@@ -52,6 +58,7 @@ class TLSInfo:
         verified: chain and host name were validated.
         peer_certificate: the server's leaf certificate (DER), if any.
         spki_pin: ``"sha256/<base64>"`` of the leaf's SubjectPublicKeyInfo.
+        resumed: the handshake resumed an earlier session (see :class:`TLSSessionCache`).
     """
 
     version: str
@@ -59,6 +66,7 @@ class TLSInfo:
     verified: bool
     peer_certificate: bytes | None
     spki_pin: str | None
+    resumed: bool = False
 
     @property
     def tls_version(self) -> ssl.TLSVersion | None:
@@ -93,9 +101,131 @@ def build_context(policy: Policy, *, check_hostname: bool = True) -> ssl.SSLCont
     return cached
 
 
+#: The session an asyncio handshake should resume: ``loop.start_tls`` takes no
+#: ``session=``, so :func:`resuming` sets it around the call and smtpsec's own
+#: contexts read it when asyncio creates the connection's ``SSLObject``.
+_RESUME: Final[contextvars.ContextVar[ssl.SSLSession | None]] = contextvars.ContextVar(
+    "smtpsec_tls_resume", default=None
+)
+
+
+class _Context(ssl.SSLContext):
+    """smtpsec's contexts: an ordinary :class:`ssl.SSLContext` that can also
+    resume a session under asyncio (see :func:`resuming`)."""
+
+    def wrap_bio(  # the stdlib's parameters, plus the session asyncio cannot pass
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        if session is None and not server_side:
+            session = _RESUME.get()
+        return super().wrap_bio(
+            incoming,
+            outgoing,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            session=session,
+        )
+
+
+@contextlib.contextmanager
+def resuming(session: ssl.SSLSession | None) -> Iterator[None]:
+    """Inside this block, an asyncio handshake on smtpsec's contexts resumes ``session``."""
+    token = _RESUME.set(session)
+    try:
+        yield
+    finally:
+        _RESUME.reset(token)
+
+
+def can_resume_async(context: ssl.SSLContext) -> bool:
+    """Whether an asyncio handshake on ``context`` can resume a session (only smtpsec's own)."""
+    return isinstance(context, _Context)
+
+
+class TLSSessionCache:
+    """TLS sessions kept for resumption when reconnecting to the same server.
+
+    A reconnect that resumes skips the certificate exchange and its checks'
+    CPU work (the server decides; it may always refuse). A session is only
+    ever offered again to the *same* host name and port with the *same*
+    :class:`ssl.SSLContext`, so it never crosses servers, names or policies
+    (a policy builds its own contexts). Each session is handed out once
+    (RFC 8446 §C.4: a TLS 1.3 ticket should not be reused); the connection
+    that used it stores the one it was given. Safe to share between threads
+    and event loops.
+
+    Every pool keeps one on its own; pass ``tls_sessions=TLSSessionCache()``
+    to :func:`smtpsec.connect` calls to share one between them, or
+    ``tls_sessions=None`` never to resume.
+
+    Args:
+        maxsize: most sessions kept (the oldest go first).
+    """
+
+    def __init__(self, maxsize: int = 64) -> None:
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[int, str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = (
+            OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"TLSSessionCache({len(self)} of {self._maxsize})"
+
+    @staticmethod
+    def _key(context: ssl.SSLContext, host: str, port: int) -> tuple[int, str, int]:
+        return (id(context), host.lower().rstrip("."), port)
+
+    def take(self, context: ssl.SSLContext, host: str, port: int) -> ssl.SSLSession | None:
+        """The session to resume for ``host:port`` with ``context`` (removed), if any."""
+        with self._lock:
+            entry = self._entries.pop(self._key(context, host, port), None)
+        if entry is None or entry[0] is not context:  # an id reused by a new context
+            return None
+        session = entry[1]
+        if session.time + session.timeout <= time.time():
+            return None
+        return session
+
+    def put(
+        self, context: ssl.SSLContext, host: str, port: int, session: ssl.SSLSession | None
+    ) -> None:
+        """Keep ``session`` (from a connection to ``host:port`` made with ``context``)."""
+        if session is None or not (session.has_ticket or session.id):
+            return
+        key = self._key(context, host, port)
+        with self._lock:
+            self._entries[key] = (context, session)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every session."""
+        with self._lock:
+            self._entries.clear()
+
+
+def tls_session(tls: Any) -> ssl.SSLSession | None:
+    """The session of a TLS socket or object (``None`` for anything else)."""
+    if isinstance(tls, (ssl.SSLSocket, ssl.SSLObject)):
+        return tls.session
+    return None
+
+
 def _new_context(policy: Policy, check_hostname: bool) -> ssl.SSLContext:
     # PROTOCOL_TLS_CLIENT: CERT_REQUIRED and check_hostname on by default.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # _Context: an ordinary SSLContext that asyncio handshakes can resume on.
+    ctx = _Context(ssl.PROTOCOL_TLS_CLIENT)
     if policy.pinned_instead_of_ca:
         # RFC 8314 §5.4 setup-time pinning: the pin check after the handshake is
         # the only authentication, and the session is reported non-confidential.
@@ -191,6 +321,7 @@ def tls_info(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> TLSInfo:
         verified=verified,
         peer_certificate=der,
         spki_pin=spki_pin(der) if der else None,
+        resumed=bool(getattr(sock, "session_reused", False)),
     )
 
 

@@ -85,17 +85,28 @@ def test_open_socket_refused_is_connect_error() -> None:
     assert isinstance(info.value, ConnectionError)  # old except clauses keep working
 
 
-def test_open_socket_timeout_is_typed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A connect timeout becomes smtpsec.TimeoutError (and stays a builtins.TimeoutError)."""
+def test_open_socket_timeout_is_typed() -> None:
+    """A connect timeout becomes smtpsec.TimeoutError (and stays a builtins.TimeoutError).
 
-    def never(*args: object, **kwargs: object) -> socket.socket:
-        raise TimeoutError("timed out")
-
-    # A real unanswered SYN cannot be produced on loopback without root; only the
-    # mapping at the edge is under test here.
-    monkeypatch.setattr(socket, "create_connection", never)
-    with pytest.raises(smtpsec.TimeoutError, match=r"timed out after 0\.5s"):
-        open_socket("smtp.example.test", 465, timeout=0.5)
+    A real unanswered SYN on loopback: a listener whose accept queue is full
+    drops new SYNs, so the connect waits until the deadline.
+    """
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(3):
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+                fillers.append(filler)
+            with pytest.raises(smtpsec.TimeoutError, match=r"timed out after 0\.5s"):
+                open_socket("127.0.0.1", port, timeout=0.5)
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 def test_open_socket_sets_nodelay() -> None:

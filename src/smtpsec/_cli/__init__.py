@@ -31,12 +31,14 @@ from ..client import Session
 from ..errors import (
     AuthenticationError,
     CapabilityError,
+    PolicyError,
     RecipientsRefused,
     ReplyError,
     SMTPSecError,
 )
 from ..policy import DEFAULT_POLICY, Policy, Security
 from ..tls import build_context
+from ..transports import Proxy
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_WARNING", "main"]
 
@@ -195,6 +197,16 @@ def _parser() -> argparse.ArgumentParser:
         help="read the password from the first line of stdin",
     )
     send.add_argument("--cafile", metavar="FILE", help="trust this CA file instead of certifi")
+    tunnel = send.add_mutually_exclusive_group()
+    tunnel.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: socks5h://host:port, socks4a://, http:// "
+        "(no password here: use --proxy-env)",
+    )
+    tunnel.add_argument(
+        "--proxy-env", metavar="VAR", help="read the proxy URL (with credentials) from $VAR"
+    )
     send.add_argument(
         "--timeout",
         type=_positive_float,
@@ -317,6 +329,27 @@ def _open_message(path: str) -> BinaryIO:
         raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def _proxy(args: argparse.Namespace) -> Proxy | None:
+    """``--proxy`` or ``--proxy-env``, checked now (a bad URL is a usage error)."""
+    url: str | None = args.proxy
+    if args.proxy_env:
+        url = os.environ.get(args.proxy_env)
+        if url is None:
+            raise _UsageError(f"--proxy-env: the environment variable {args.proxy_env} is not set")
+    if url is None:
+        return None
+    try:
+        proxy = Proxy.from_url(url)
+    except PolicyError as exc:
+        raise _UsageError(f"--proxy: {exc}") from None
+    if args.proxy and proxy.password is not None:
+        raise _UsageError(
+            "--proxy: a password on the command line is visible to every user of this "
+            "machine; put the URL in an environment variable and pass --proxy-env VAR"
+        )
+    return proxy
+
+
 def _run_send(args: argparse.Namespace) -> int:
     password = _password(args)
     if (password is None) != (args.user is None):
@@ -334,6 +367,7 @@ def _run_send(args: argparse.Namespace) -> int:
             "auth": args.auth,
             "policy": policy,
             "timeout": args.timeout,
+            "proxy": _proxy(args),
         },
         where="send",
         advice=CLI,  # every fix named as a command-line option

@@ -24,16 +24,18 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from ..transports import (
+    DIRECT,
     AnyTransport,
     AsyncTransportProtocol,
-    SocketTransport,
+    Route,
     Transport,
-    open_socket,
+    open_route,
 )
 
 __all__ = [
     "IO",
     "Close",
+    "Connection",
     "Offload",
     "OpenConnection",
     "PendingPlaintext",
@@ -141,15 +143,27 @@ class PendingPlaintext(Request[bytes]):
         return await _awaitable(self.transport).pending_plaintext()
 
 
+def _resumption(transport: AnyTransport, session: ssl.SSLSession | None) -> dict[str, Any]:
+    # Only smtpsec's own transports take session=; a caller's transport (through
+    # connect_transport) keeps the protocol's signature and never resumes.
+    if session is None or not getattr(type(transport), "resumes_tls_sessions", False):
+        return {}
+    return {"session": session}
+
+
 @dataclass(frozen=True, slots=True)
 class StartTLS(Request[AnyTransport]):
-    """Run the TLS handshake; the result is the new (TLS) transport."""
+    """Run the TLS handshake; the result is the new (TLS) transport.
+
+    ``session`` asks to resume an earlier TLS session (smtpsec's transports only).
+    """
 
     transport: AnyTransport
     context: ssl.SSLContext
     server_hostname: str | None
     timeout: float
     verify_identity: Callable[[bytes], object] | None = None
+    session: ssl.SSLSession | None = None
 
     def run_blocking(self) -> AnyTransport:
         return _blocking(self.transport).start_tls(
@@ -157,6 +171,7 @@ class StartTLS(Request[AnyTransport]):
             server_hostname=self.server_hostname,
             timeout=self.timeout,
             verify_identity=self.verify_identity,
+            **_resumption(self.transport, self.session),
         )
 
     async def run_awaited(self) -> AnyTransport:
@@ -165,6 +180,7 @@ class StartTLS(Request[AnyTransport]):
             server_hostname=self.server_hostname,
             timeout=self.timeout,
             verify_identity=self.verify_identity,
+            **_resumption(self.transport, self.session),
         )
 
 
@@ -182,21 +198,45 @@ class Close(Request[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class OpenConnection(Request[AnyTransport]):
-    """Open a TCP connection (no TLS yet); the result is a plaintext transport."""
+class Connection:
+    """What :class:`OpenConnection` opened.
+
+    Attributes:
+        transport: the plaintext transport to the server (through the proxy's tunnel).
+        address: ``"ip:port"`` the TCP connection went to (the proxy's when proxied).
+    """
+
+    transport: AnyTransport
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenConnection(Request[Connection]):
+    """Open a TCP connection (no TLS yet) along ``route``: directly or through a
+    proxy, from a source address, racing a dual-stack name's addresses (RFC 8305).
+
+    The whole step (connect, proxy handshake) is bounded by ``timeout``.
+    """
 
     host: str
     port: int
     timeout: float
+    route: Route = DIRECT
 
-    def run_blocking(self) -> AnyTransport:
-        sock = open_socket(self.host, self.port, timeout=self.timeout)
-        return SocketTransport(sock, peer=f"{self.host}:{self.port}")
+    def run_blocking(self) -> Connection:
+        transport, address = open_route(
+            self.host, self.port, timeout=self.timeout, route=self.route
+        )
+        return Connection(transport, address)
 
-    async def run_awaited(self) -> AnyTransport:
-        from ..transports import open_connection  # loads asyncio: awaited dialogues only
+    async def run_awaited(self) -> Connection:
+        # Loads asyncio: awaited dialogues only.
+        from ..transports._asyncio import open_route as open_async_route
 
-        return await open_connection(self.host, self.port, timeout=self.timeout)
+        transport, address = await open_async_route(
+            self.host, self.port, timeout=self.timeout, route=self.route
+        )
+        return Connection(transport, address)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ def handshake(
     implicit: bool,
     verify_identity: Callable[[bytes], object] | None,
     advice: Advice = NATIVE,
+    session: ssl.SSLSession | None = None,
 ) -> IO[AnyTransport]:
     """Run the TLS handshake over ``transport``; return the TLS transport.
 
@@ -66,6 +67,7 @@ def handshake(
         implicit: implicit TLS (the first bytes) rather than after STARTTLS.
         verify_identity: the RFC 7817 identity check, when smtpsec does it.
         advice: the front end's words for the fixes.
+        session: a TLS session to resume (same host, port and context only).
 
     Raises:
         CertificateError, TLSVersionError, TLSUnavailableError: the handshake
@@ -75,7 +77,14 @@ def handshake(
     try:
         return (
             yield from perform(
-                StartTLS(transport, context, host, timeout, verify_identity=verify_identity)
+                StartTLS(
+                    transport,
+                    context,
+                    host,
+                    timeout,
+                    verify_identity=verify_identity,
+                    session=session,
+                )
             )
         )
     except ssl.SSLError as exc:
@@ -134,6 +143,7 @@ def starttls(
     context: ssl.SSLContext,
     *,
     verify_identity: Callable[[bytes], object] | None,
+    session: ssl.SSLSession | None = None,
 ) -> IO[tuple[Reply, TLSInfo]]:
     """The one STARTTLS switch (RFC 3207): :func:`ask_starttls`, then :func:`switch_to_tls`.
 
@@ -141,7 +151,7 @@ def starttls(
         The ``220`` reply and the facts of the new TLS session.
     """
     reply = yield from ask_starttls(wire, guard)
-    info = yield from switch_to_tls(wire, context, verify_identity=verify_identity)
+    info = yield from switch_to_tls(wire, context, verify_identity=verify_identity, session=session)
     return reply, info
 
 
@@ -168,6 +178,7 @@ def switch_to_tls(
     context: ssl.SSLContext,
     *,
     verify_identity: Callable[[bytes], object] | None,
+    session: ssl.SSLSession | None = None,
 ) -> IO[TLSInfo]:
     """After an accepted STARTTLS: the handshake, then the wire runs over TLS.
 
@@ -178,7 +189,9 @@ def switch_to_tls(
         CertificateError, TLSVersionError, TLSUnavailableError, TimeoutError:
             the handshake failed (the transport is closed).
     """
-    info = yield from _secure(wire, context, implicit=False, verify_identity=verify_identity)
+    info = yield from _secure(
+        wire, context, implicit=False, verify_identity=verify_identity, session=session
+    )
     wire.conn.tls_started()
     return info
 
@@ -188,6 +201,7 @@ def implicit_tls(
     context: ssl.SSLContext,
     *,
     verify_identity: Callable[[bytes], object] | None,
+    session: ssl.SSLSession | None = None,
 ) -> IO[TLSInfo]:
     """Implicit TLS (port 465): the handshake before any SMTP byte, then the greeting.
 
@@ -195,7 +209,11 @@ def implicit_tls(
         CertificateError, TLSVersionError, TLSUnavailableError, TimeoutError:
             the handshake failed (the transport is closed).
     """
-    return (yield from _secure(wire, context, implicit=True, verify_identity=verify_identity))
+    return (
+        yield from _secure(
+            wire, context, implicit=True, verify_identity=verify_identity, session=session
+        )
+    )
 
 
 def _secure(
@@ -204,6 +222,7 @@ def _secure(
     *,
     implicit: bool,
     verify_identity: Callable[[bytes], object] | None,
+    session: ssl.SSLSession | None = None,
 ) -> IO[TLSInfo]:
     """The handshake on the wire's transport; the wire then owns the TLS one."""
     tls = yield from handshake(
@@ -215,6 +234,7 @@ def _secure(
         implicit=implicit,
         verify_identity=verify_identity,
         advice=wire.advice,
+        session=session,
     )
     wire.upgraded(tls)
     info = tls.tls

@@ -26,6 +26,7 @@ from ..errors import (
     InsecureConfigurationWarning,
     InvalidArgumentError,
     PolicyError,
+    ProxyError,
     ReplyError,
     SMTPSecWarning,
     UntrustedDiscoveryError,
@@ -38,8 +39,8 @@ from ..options import ConnectOptions, check_options
 from ..policy import DEFAULT_POLICY, Attempt, Plan, Policy, Security, is_loopback, select_plan
 from ..report import SecurityReport
 from ..sansio import ClientConnection, Extensions, ehlo_name
-from ..tls import build_context
-from ..transports import AnyTransport
+from ..tls import TLSSessionCache, build_context
+from ..transports import DEFAULT_HAPPY_EYEBALLS_DELAY, DIRECT, AnyTransport, Route, as_proxy
 from . import _phases
 from ._auth import authenticate
 from ._io import IO, Offload, OpenConnection, perform
@@ -97,6 +98,8 @@ class Recipe:
     token: sasl.Token | None = None
     advice: Advice = NATIVE
     findings: list[Finding] = field(default_factory=list, compare=False)
+    route: Route = DIRECT
+    tls_sessions: TLSSessionCache | None = field(default=None, compare=False)
 
     @classmethod
     def prepare(
@@ -146,6 +149,12 @@ class Recipe:
             raise InvalidArgumentError("password= needs username=")
         plan = select_plan(host, port, security)
         helo = ehlo_name(opts.get("local_hostname"))
+        route = _route(opts)
+        # Omitted: this recipe's own cache, so a pool (one recipe, many
+        # connections) resumes its sessions; None: never resume.
+        sessions = opts["tls_sessions"] if "tls_sessions" in opts else TLSSessionCache()
+        if sessions is not None and not isinstance(sessions, TLSSessionCache):
+            raise PolicyError(f"tls_sessions={sessions!r} is not a smtpsec.TLSSessionCache")
         findings: list[Finding] = []
         if port == SMTP_PORT:
             findings.append(
@@ -176,6 +185,8 @@ class Recipe:
             opts.get("token"),
             advice=advice,
             findings=findings,
+            route=route,
+            tls_sessions=sessions,
         )
 
     def account(self, port: int) -> Account:
@@ -194,6 +205,34 @@ class Recipe:
         )
         guard.before_connect()
         return guard
+
+
+def _route(opts: ConnectOptions) -> Route:
+    """The network options, checked: proxy, source address, Happy Eyeballs delay.
+
+    Raises:
+        PolicyError: an unusable proxy URL or value.
+        InvalidArgumentError: a malformed source address or delay.
+    """
+    proxy = as_proxy(opts.get("proxy"))
+    source = opts.get("source_address")
+    if source is not None and (
+        not isinstance(source, tuple)
+        or len(source) != 2
+        or not isinstance(source[0], str)
+        or isinstance(source[1], bool)
+        or not isinstance(source[1], int)
+        or not 0 <= source[1] < 65536
+    ):
+        raise InvalidArgumentError(
+            f"source_address={source!r}: pass a (host, port) tuple, port 0 for any"
+        )
+    delay = opts.get("happy_eyeballs_delay", DEFAULT_HAPPY_EYEBALLS_DELAY)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise InvalidArgumentError(
+            f"happy_eyeballs_delay={delay!r}: pass the seconds between attempts (0.25 is usual)"
+        )
+    return Route(proxy=proxy, source_address=source, happy_eyeballs_delay=float(delay))
 
 
 def remembered(recipe: Recipe, attempt: Attempt) -> IO[bool]:
@@ -218,10 +257,12 @@ def connect_steps(recipe: Recipe) -> IO[Established]:
     for attempt in recipe.plan.attempts:
         guard = recipe.guard(attempt, remembered=(yield from remembered(recipe, attempt)))
         try:
-            transport = yield from perform(
-                OpenConnection(recipe.host, attempt.port, recipe.timeout)
+            opened = yield from perform(
+                OpenConnection(recipe.host, attempt.port, recipe.timeout, recipe.route)
             )
         except (ConnectError, DeadlineError) as exc:
+            if isinstance(exc, ProxyError) and not exc.target_unreachable:
+                raise  # the proxy itself failed: another port of the plan would not help
             failures.append(str(exc))
             if attempt is not recipe.plan.attempts[-1]:
                 continue
@@ -230,21 +271,41 @@ def connect_steps(recipe: Recipe) -> IO[Established]:
                     "could not reach any submission port: " + " | ".join(failures)
                 ) from exc
             raise
-        return (yield from establish(transport, attempt, recipe, guard))
+        return (
+            yield from establish(opened.transport, attempt, recipe, guard, address=opened.address)
+        )
     raise AssertionError("unreachable: a plan has at least one attempt")  # pragma: no cover
 
 
 def transport_steps(transport: AnyTransport, recipe: Recipe) -> IO[Established]:
-    """Set up a session over a transport the caller opened (the plan's first attempt)."""
+    """Set up a session over a transport the caller opened (the plan's first attempt).
+
+    Raises:
+        PolicyError: a network option (``proxy``, ``source_address``,
+            ``happy_eyeballs_delay``) was given: the caller's transport decided those.
+    """
+    if recipe.route != DIRECT:
+        raise PolicyError(
+            "proxy=, source_address= and happy_eyeballs_delay= shape the connection that "
+            "connect() opens; with your own transport, open it that way yourself"
+        )
     attempt = recipe.plan.attempts[0]
     guard = recipe.guard(attempt, remembered=(yield from remembered(recipe, attempt)))
     return (yield from establish(transport, attempt, recipe, guard))
 
 
 def establish(
-    transport: AnyTransport, attempt: Attempt, recipe: Recipe, guard: Guard
+    transport: AnyTransport,
+    attempt: Attempt,
+    recipe: Recipe,
+    guard: Guard,
+    *,
+    address: str | None = None,
 ) -> IO[Established]:
-    """Run greeting, TLS, EHLO and AUTH over an already-open ``transport``."""
+    """Run greeting, TLS, EHLO and AUTH over an already-open ``transport``.
+
+    ``address`` (``"ip:port"`` the connection went to) goes into the report.
+    """
     host, policy = recipe.host, recipe.policy
     wire = Wire(
         transport,
@@ -258,8 +319,9 @@ def establish(
     )
     pinned = False
     used: str | None = None
+    sessions = recipe.tls_sessions
+    context: ssl.SSLContext | None = None
     try:
-        context: ssl.SSLContext | None = None
         verify: Callable[[bytes], object] | None = None
         if attempt.tls is not Security.PLAINTEXT:
             # RFC 7817: for a discovered endpoint the reference identities (the
@@ -268,9 +330,17 @@ def establish(
             context = build_context(policy, check_hostname=recipe.identity is None)
             if recipe.identity is not None:
                 verify = partial(check_certificate_identity, ref=recipe.identity)
+        # Only a session from this host, port and context (so this policy) is offered.
+        resume = (
+            sessions.take(context, host, attempt.port)
+            if sessions is not None and context is not None
+            else None
+        )
         if attempt.tls is Security.IMPLICIT_TLS:
             assert context is not None
-            implicit_info = yield from _phases.implicit_tls(wire, context, verify_identity=verify)
+            implicit_info = yield from _phases.implicit_tls(
+                wire, context, verify_identity=verify, session=resume
+            )
             pinned = guard.after_handshake(implicit_info)
         greeting = yield from _phases.greeting(wire, implicit=attempt.tls is Security.IMPLICIT_TLS)
         guard.after_greeting(greeting, tls=wire.transport.tls is not None)
@@ -278,7 +348,7 @@ def establish(
         if guard.after_ehlo(extensions, tls=wire.transport.tls is not None):
             assert context is not None
             _reply, upgraded = yield from _phases.starttls(
-                wire, guard, context, verify_identity=verify
+                wire, guard, context, verify_identity=verify, session=resume
             )
             pinned = guard.after_handshake(upgraded)
             extensions = yield from _ehlo(wire, recipe.helo)
@@ -302,6 +372,10 @@ def establish(
             yield from _phases.abandon(wire)
         raise
     info = wire.transport.tls
+    if sessions is not None and context is not None and info is not None:
+        # After the greeting and EHLO inside TLS: a TLS 1.3 ticket, sent after
+        # the handshake, has been read by now.
+        sessions.put(context, host, attempt.port, getattr(wire.transport, "tls_session", None))
     if info is not None and info.verified and policy.memory is not None:
         memory = policy.memory
         yield from perform(
@@ -336,6 +410,9 @@ def establish(
         confidential=guard.confidential(info),
         authenticated_as=recipe.username if used else None,
         mechanism=used,
+        address=address,
+        proxy=recipe.route.proxy.display if recipe.route.proxy is not None else None,
+        tls_resumed=bool(info and info.resumed),
     )
     return Established(wire, guard, report, extensions)
 

@@ -87,6 +87,12 @@ class SMTP(_Secured):
         allow_cleartext_auth: let ``login()`` send credentials without verified
             TLS. Honoured only for loopback hosts (test servers); any other host
             raises :class:`~smtpsec.PolicyError` at connect time.
+        proxy: smtpsec's keyword (smtplib has none): connect through a SOCKS5,
+            SOCKS4a or HTTP CONNECT proxy, a URL such as
+            ``"socks5h://user:pw@127.0.0.1:1080"`` or a :class:`smtpsec.Proxy`.
+            The proxy resolves the name; certificates are still checked
+            against ``host``. A proxy failure is :class:`smtpsec.ProxyError`
+            (an ``OSError``, as smtplib's connection errors are).
 
     Raises:
         SMTPConnectError: the greeting was not 220 (also a :class:`smtpsec.ReplyError`).

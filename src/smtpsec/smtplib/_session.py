@@ -13,7 +13,7 @@ import contextlib
 import datetime
 import smtplib as _std
 import sys
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from .._advice import DROP_IN
 from .._engine import (
@@ -44,7 +44,7 @@ from ..sansio import (
     encode_command,
 )
 from ..tls import TLSInfo
-from ..transports import SocketTransport
+from ..transports import Proxy, Route, SocketTransport, as_proxy, open_route
 from . import _errors as errors
 from ._commands import (
     checked_ehlo_name,
@@ -94,6 +94,7 @@ class _Session(_std.SMTP):
         source_address: _Address | None = None,
         *,
         allow_cleartext_auth: bool = False,
+        proxy: str | Proxy | None = None,
     ) -> None:
         # Not smtplib's __init__: it would call socket.getfqdn() (slow, leaks the
         # host name) and raise a bare SMTPConnectError.
@@ -105,6 +106,7 @@ class _Session(_std.SMTP):
         self._auth_challenge_count = 0
         self.local_hostname = "[127.0.0.1]" if local_hostname is None else local_hostname
         self._policy = Policy(allow_cleartext_auth=allow_cleartext_auth)
+        self._proxy = as_proxy(proxy)
         self._wire: Wire | None = None
         self._host = host
         self._port = 0
@@ -227,8 +229,15 @@ class _Session(_std.SMTP):
         port = port or self.default_port
         sys.audit("smtplib.connect", self, host, port)
         self._prepare(host, port, local=is_loopback(host))
-        sock = self._get_socket(host, port, self._socket_timeout())
-        self._attach(SocketTransport(sock, peer=self._peer))
+        if self._proxy is not None:  # smtpsec's keyword: the proxy resolves the name
+            source = cast("tuple[str, int] | None", self.source_address)  # smtplib's (host, port)
+            route = Route(proxy=self._proxy, source_address=source)
+            transport, _address = open_route(host, port, timeout=self.timeout, route=route)
+        else:
+            transport = SocketTransport(
+                self._get_socket(host, port, self._socket_timeout()), peer=self._peer
+            )
+        self._attach(transport)
         return self._greeting()
 
     def _socket_timeout(self) -> float | None:

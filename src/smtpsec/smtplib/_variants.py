@@ -15,7 +15,7 @@ from ..errors import (
 )
 from ..modes import Security
 from ..tls import session_info
-from ..transports import AnyTransport, SocketTransport
+from ..transports import AnyTransport, Proxy, SocketTransport
 from ._client import SMTP
 from ._secure import client_context
 from ._session import _socket_module
@@ -44,6 +44,7 @@ class SMTP_SSL(SMTP, _std.SMTP_SSL):
         context: used as given; default :func:`smtpsec.tls.build_context`
             (chain and host name verified, TLS >= 1.2, certifi roots; R-PY-1).
         allow_cleartext_auth: as :class:`SMTP`.
+        proxy: as :class:`SMTP`.
 
     Raises:
         CertificateVerifyFailed: validation failed; also ``ssl.SSLCertVerificationError``.
@@ -64,6 +65,7 @@ class SMTP_SSL(SMTP, _std.SMTP_SSL):
         context: ssl.SSLContext | None = None,
         *,
         allow_cleartext_auth: bool = False,
+        proxy: str | Proxy | None = None,
     ) -> None:
         self.keyfile = keyfile
         self.certfile = certfile
@@ -76,6 +78,7 @@ class SMTP_SSL(SMTP, _std.SMTP_SSL):
             timeout,
             source_address,
             allow_cleartext_auth=allow_cleartext_auth,
+            proxy=proxy,
         )
 
     def _attach(self, transport: SocketTransport) -> None:

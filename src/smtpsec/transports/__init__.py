@@ -4,7 +4,9 @@
 finished and must not be used again. :class:`SocketTransport` is the blocking
 one, :class:`AsyncTransport` the asyncio one (imported on first use, so
 blocking code never loads asyncio), :class:`MemoryTransport` plays back a
-script for tests.
+script for tests. :class:`Proxy` names a SOCKS5, SOCKS4a or HTTP CONNECT proxy
+and :class:`Route` says how a connection reaches the server (proxy, source
+address, Happy Eyeballs delay); :func:`open_route` opens one.
 """
 
 from __future__ import annotations
@@ -13,19 +15,37 @@ from typing import TYPE_CHECKING, Any
 
 from ._base import AnyTransport, AsyncTransportProtocol, Transport
 from ._memory import MemoryTransport
-from ._socket import SocketTransport, open_socket
+from ._proxy import Proxy, ProxyHandshake, ProxyScheme, as_proxy
+from ._route import (
+    DEFAULT_HAPPY_EYEBALLS_DELAY,
+    DIRECT,
+    Route,
+    happy_eyeballs,
+    open_route,
+    open_socket,
+)
+from ._socket import SocketTransport
 
 if TYPE_CHECKING:
     from ._asyncio import AsyncTransport, open_connection
 
 __all__ = [
+    "DEFAULT_HAPPY_EYEBALLS_DELAY",
+    "DIRECT",
     "AnyTransport",
     "AsyncTransport",
     "AsyncTransportProtocol",
     "MemoryTransport",
+    "Proxy",
+    "ProxyHandshake",
+    "ProxyScheme",
+    "Route",
     "SocketTransport",
     "Transport",
+    "as_proxy",
+    "happy_eyeballs",
     "open_connection",
+    "open_route",
     "open_socket",
 ]
 

@@ -7,17 +7,21 @@ the advice (what the caller should change) are the engine's.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from ..errors import ConnectError
+from ..errors import ConnectError, SMTPSecError
 from ..errors import TimeoutError as DeadlineError
-from ..tls import TLSInfo, session_info
+from ..tls import TLSInfo, can_resume_async, resuming, session_info, tls_session
+from ._proxy import ProxyHandshake
+from ._route import DEFAULT_HAPPY_EYEBALLS_DELAY, Route, format_address, proxy_failure
+from ._route import proxy_unreachable as _proxy_unreachable
 from ._socket import connect_failure, sni, unbracket
 
-__all__ = ["AsyncTransport", "open_connection"]
+__all__ = ["AsyncTransport", "open_connection", "open_route"]
 
 T = TypeVar("T")
 
@@ -146,25 +150,113 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(asyncio.TimeoutError())
 
 
-async def open_connection(host: str, port: int, *, timeout: float) -> AsyncTransport:
-    """Open a TCP connection (no TLS yet)."""
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    source_address: tuple[str, int] | None = None,
+    happy_eyeballs_delay: float = DEFAULT_HAPPY_EYEBALLS_DELAY,
+) -> AsyncTransport:
+    """Open a TCP connection (no TLS yet), racing a dual-stack name's addresses (RFC 8305)."""
+    transport, _address = await open_route(
+        host,
+        port,
+        timeout=timeout,
+        route=Route(source_address=source_address, happy_eyeballs_delay=happy_eyeballs_delay),
+    )
+    return transport
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(unbracket(host))
+    except ValueError:
+        return False
+    return True
+
+
+async def _dial(
+    host: str, port: int, *, timeout: float, route: Route
+) -> tuple[asyncio.Transport, _Protocol]:
     loop = asyncio.get_running_loop()
+    # An address literal has nothing to race (and the loop's race spawns tasks).
+    delay = None if _is_literal(host) else route.happy_eyeballs_delay
     try:
         transport, protocol = await _bounded(
-            loop.create_connection(_Protocol, unbracket(host), port),
+            # Happy Eyeballs by the loop (RFC 8305): staggered attempts, interleaved
+            # families, the first connection wins and the others are closed.
+            loop.create_connection(
+                _Protocol,
+                unbracket(host),
+                port,
+                happy_eyeballs_delay=delay,
+                interleave=1 if delay is not None else None,
+                local_addr=route.source_address,
+            ),
             timeout,
             dispose=lambda pair: pair[0].abort(),
         )
     except asyncio.TimeoutError as exc:
+        # Before Python 3.12.8 the loop's race leaves its cancelled attempts to
+        # finish on their own: let them, so nothing outlives this call.
+        for _ in range(3):
+            await asyncio.sleep(0)
         raise connect_failure(host, port, TimeoutError(), timeout=timeout) from exc
     except OSError as exc:
         raise connect_failure(host, port, exc, timeout=timeout) from exc
     # asyncio already sets TCP_NODELAY on TCP connections.
-    return AsyncTransport(transport, protocol, peer=f"{host}:{port}")
+    return transport, protocol
+
+
+async def open_route(
+    host: str, port: int, *, timeout: float, route: Route
+) -> tuple[AsyncTransport, str]:
+    """Open a connection to ``host:port`` along ``route`` (see :func:`._route.open_route`).
+
+    Returns:
+        The plaintext transport and the address the TCP connection went to
+        (the proxy's when proxied).
+    """
+    proxy = route.proxy
+    if proxy is None:
+        transport, protocol = await _dial(host, port, timeout=timeout, route=route)
+        address = format_address(transport.get_extra_info("peername"))
+        return AsyncTransport(transport, protocol, peer=f"{host}:{port}"), address
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    handshake = ProxyHandshake(proxy, host, port)  # refuses an unusable host before any I/O
+    try:
+        transport, protocol = await _dial(proxy.host, proxy.port, timeout=timeout, route=route)
+    except (ConnectError, DeadlineError) as exc:
+        raise _proxy_unreachable(proxy, exc) from exc
+    address = format_address(transport.get_extra_info("peername"))
+    tunnel = AsyncTransport(transport, protocol, peer=f"{host}:{port}")
+    try:
+        await tunnel.write(handshake.start(), timeout=max(deadline - loop.time(), 0.001))
+        while not handshake.done:
+            if deadline <= loop.time():
+                raise DeadlineError("proxy handshake deadline")
+            data = await tunnel.read(timeout=deadline - loop.time())
+            reply = handshake.receive(data)
+            if reply:
+                await tunnel.write(reply, timeout=max(deadline - loop.time(), 0.001))
+    except SMTPSecError as exc:
+        transport.abort()
+        raise proxy_failure(proxy, exc) from exc
+    except BaseException:
+        transport.abort()
+        raise
+    # The mail server's first bytes, if they came with the proxy's reply.
+    protocol.buffer[:0] = handshake.leftover
+    return tunnel, address
 
 
 class AsyncTransport:
     """An awaitable transport over an asyncio transport/protocol pair."""
+
+    #: ``start_tls`` takes ``session=`` (resumption, on smtpsec's own contexts).
+    resumes_tls_sessions = True
 
     def __init__(
         self,
@@ -183,6 +275,11 @@ class AsyncTransport:
     def tls(self) -> TLSInfo | None:
         """TLS facts, or ``None`` for plaintext."""
         return self._tls
+
+    @property
+    def tls_session(self) -> ssl.SSLSession | None:
+        """The TLS session (for resumption later), or ``None`` for plaintext."""
+        return tls_session(self._transport.get_extra_info("ssl_object"))
 
     async def write(self, data: bytes, *, timeout: float) -> None:
         """Write ``data``; wait (bounded) until the buffer drains below the high mark."""
@@ -241,26 +338,30 @@ class AsyncTransport:
         server_hostname: str | None,
         timeout: float,
         verify_identity: Callable[[bytes], object] | None = None,
+        session: ssl.SSLSession | None = None,
     ) -> AsyncTransport:
-        """Run the TLS handshake with ``loop.start_tls``; return the TLS transport."""
+        """Run the TLS handshake with ``loop.start_tls``; return the TLS transport.
+
+        ``session`` is offered for resumption when ``context`` is one of
+        smtpsec's (``loop.start_tls`` has no ``session=``); otherwise ignored.
+        """
         loop = asyncio.get_running_loop()
         # On Python 3.11+ loop.start_tls swaps the protocol before the loop runs
         # again, so plaintext arriving after the caller's pending_plaintext()
         # check goes into the handshake and breaks it (fail closed). On 3.10,
         # wait_for starts it a loop pass later; bytes landing in that gap are
         # caught before the next command as a RemoteProtocolError.
+        offered = session if session is not None and can_resume_async(context) else None
         try:
-            new = await _bounded(
-                loop.start_tls(
+            with resuming(offered):
+                handshake = loop.start_tls(
                     self._transport,
                     self._protocol,
                     context,
                     server_hostname=sni(server_hostname),
                     ssl_handshake_timeout=timeout,
-                ),
-                timeout,
-                dispose=_abort,
-            )
+                )
+                new = await _bounded(handshake, timeout, dispose=_abort)
         except asyncio.TimeoutError as exc:
             self._transport.abort()
             raise DeadlineError(

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 
 from ..errors import ConnectError, SMTPSecError
 from ..errors import TimeoutError as DeadlineError
-from ..tls import TLSInfo, session_info
+from ..tls import TLSInfo, session_info, tls_session
 
-__all__ = ["SocketTransport", "open_socket"]
+__all__ = ["SocketTransport"]
 
 _READ_SIZE = 64 * 1024
 
@@ -34,17 +34,6 @@ def connect_failure(host: str, port: int, exc: OSError, *, timeout: float) -> SM
 def unbracket(host: str) -> str:
     """``"[::1]"`` (how URLs and users write an IPv6 literal) → ``"::1"`` for getaddrinfo."""
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-
-
-def open_socket(host: str, port: int, *, timeout: float) -> socket.socket:
-    """Open a TCP connection, mapping failures to :class:`ConnectError`/:class:`TimeoutError`."""
-    try:
-        sock = socket.create_connection((unbracket(host), port), timeout=timeout)
-    except OSError as exc:
-        raise connect_failure(host, port, exc, timeout=timeout) from exc
-    # Pipelined commands go out in one write; do not let Nagle hold the next one.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 def sni(host: str | None) -> str | None:
@@ -68,16 +57,31 @@ class SocketTransport:
         peer: ``"host:port"`` for error messages.
     """
 
+    #: ``start_tls`` takes ``session=`` (TLS session resumption).
+    resumes_tls_sessions = True
+
     def __init__(self, sock: socket.socket, *, tls: TLSInfo | None = None, peer: str = "") -> None:
         self._sock = sock
         self._tls = tls
         self._peer = peer or "server"
         self._closed = False
+        #: Bytes that arrived with a proxy's reply: the server's, read before the socket.
+        self._pending = b""
 
     @property
     def tls(self) -> TLSInfo | None:
         """TLS facts, or ``None`` for plaintext."""
         return self._tls
+
+    @property
+    def tls_session(self) -> ssl.SSLSession | None:
+        """The TLS session (for resumption later), or ``None`` for plaintext."""
+        return tls_session(self._sock)
+
+    def with_pending(self, data: bytes) -> SocketTransport:
+        """Hand ``data`` (bytes already read from the socket) out first; return ``self``."""
+        self._pending += data
+        return self
 
     @property
     def socket(self) -> socket.socket:
@@ -111,6 +115,9 @@ class SocketTransport:
 
     def read(self, *, timeout: float) -> bytes:
         """Return the next bytes available, or ``b""`` at end of stream."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
         if timeout <= 0:
             raise DeadlineError(f"no complete reply from {self._peer} in time")
         with self._timeout_kept():
@@ -128,6 +135,9 @@ class SocketTransport:
 
     def poll(self) -> bytes | None:
         """Non-blocking read: ``None`` if nothing arrived, ``b""`` at end of stream."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
         with self._timeout_kept():
             try:
                 self._sock.setblocking(False)
@@ -141,6 +151,8 @@ class SocketTransport:
         """Peek at bytes that arrived but were not read (never consumes them)."""
         if isinstance(self._sock, ssl.SSLSocket):
             return b""
+        if self._pending:
+            return self._pending
         # With a timeout set, recv() waits for readability even with MSG_DONTWAIT;
         # a non-blocking socket answers at once.
         with self._timeout_kept():
@@ -171,14 +183,23 @@ class SocketTransport:
         server_hostname: str | None,
         timeout: float,
         verify_identity: Callable[[bytes], object] | None = None,
+        session: ssl.SSLSession | None = None,
     ) -> SocketTransport:
-        """Wrap the socket in TLS and run the handshake within ``timeout``."""
+        """Wrap the socket in TLS and run the handshake within ``timeout``.
+
+        ``session`` (from an earlier connection to the same server with the same
+        context) asks to resume that TLS session; the server may decline.
+        """
+        if self._pending:
+            # Bytes the server sent before the ClientHello would be lost under TLS.
+            raise ConnectError(f"{self._peer} sent data before the TLS handshake; nothing was sent")
         self._sock.settimeout(timeout)
         try:
             tls_sock = context.wrap_socket(
                 self._sock,
                 server_hostname=sni(server_hostname),
                 do_handshake_on_connect=True,
+                session=session,
             )
         except TimeoutError as exc:
             raise DeadlineError(
