@@ -60,7 +60,8 @@ class Guard:
         attempt: the port and TLS start chosen by :func:`~smtpsec.policy.select_plan`.
         host: the server name.
         remembered: the TLS memory, read before the dialogue, says this
-            account had verified TLS before (RFC 8314 §5.2).
+            account (the user at ``host``) had verified TLS before, on this or
+            any other port (RFC 8314 §5.2).
         advice: how fixes are worded for the caller's API.
 
     Attributes:
@@ -94,9 +95,10 @@ class Guard:
         """Refuse a plaintext plan where TLS memory says TLS worked before."""
         if self.attempt.tls is Security.PLAINTEXT and self.remembered:
             raise DowngradeError(
-                f"TLS memory says {self.peer} gave verified TLS before; refusing "
-                f"{self.advice.plaintext} for this account. If the server really changed, "
-                f"remove the account from the TLS memory first ({self.advice.forget_account})"
+                f"TLS memory records verified TLS for this account on {self.host} (on "
+                f"this or another port); refusing {self.advice.plaintext} to {self.peer}. "
+                "If the server really changed, remove the account from the TLS memory "
+                f"first ({self.advice.forget_account})"
             )
 
     def after_greeting(self, reply: Reply, *, tls: bool) -> None:
@@ -143,9 +145,11 @@ class Guard:
                     return True
                 if self.remembered:
                     raise DowngradeError(
-                        f"{self.peer} no longer offers STARTTLS, but TLS memory records "
-                        "verified TLS for this account: refusing a cleartext session "
-                        "(possible STARTTLS stripping)"
+                        f"{self.peer} does not offer STARTTLS, but TLS memory records "
+                        f"verified TLS for this account on {self.host} (on this or another "
+                        "port): refusing a cleartext session (possible STARTTLS "
+                        "stripping); nothing else was sent. If the server really changed, "
+                        f"remove the account from the TLS memory ({self.advice.forget_account})"
                     )
                 self._note(
                     InsecureConfigurationWarning,
@@ -231,8 +235,8 @@ class Guard:
         """No message leaves over a session weaker than TLS memory recorded."""
         if (info is None or not info.verified) and self.remembered:
             raise DowngradeError(
-                f"TLS memory records verified TLS for {self.peer}, but this session has "
-                "none; refusing to send the message"
+                f"TLS memory records verified TLS for this account on {self.host}, but "
+                f"this session to {self.peer} has none; refusing to send the message"
             )
 
     def confidential(self, info: TLSInfo | None) -> bool:

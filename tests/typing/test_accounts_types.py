@@ -89,10 +89,15 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
 
     memory = TLSMemory(Path("tls.json"))
     memory = TLSMemory("tls.json", lock_timeout=1.0)
-    account = Account(user="ann", host="smtp.example.test", port=465)
+    account = Account(user="ann", host="smtp.example.test")
+    assert_type(account.user, str)
+    assert_type(account.host, str)
     assert_type(memory.expectation(account), Expectation | None)
     assert_type(memory.requires_tls(account), bool)
     assert_type(memory.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3"), None)
+    assert_type(
+        memory.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3", port=587), None
+    )
     assert_type(memory.forget(account), bool)
     assert_type(memory.accounts(), list[Account])
     assert_type(memory.corrupt, str | None)
@@ -102,6 +107,14 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
         assert_type(expectation.mode, Security)
         assert_type(expectation.tls_version, str)
         assert_type(expectation.first_seen, str)
+        assert_type(expectation.ports, tuple[int, ...])
+        assert_type(expectation.merged(expectation), Expectation)
+    try:
+        memory.accounts()
+    except smtpsec.TLSMemoryError as exc:
+        assert_type(exc.path, str)
+        policy_error: smtpsec.PolicyError = exc  # still what callers catch
+        del policy_error
 
 
 def _opener(host: str, port: int, timeout: float) -> socket.socket:  # pragma: no cover

@@ -177,9 +177,9 @@ class Recipe:
             findings=findings,
         )
 
-    def account(self, port: int) -> Account:
-        """The TLS-memory key for a connection to ``port``."""
-        return Account(user=self.username or "", host=self.host, port=port)
+    def account(self) -> Account:
+        """The TLS-memory key: the user at the host, the same on every port (RFC 8314 §5.2)."""
+        return Account(user=self.username or "", host=self.host)
 
     def guard(self, attempt: Attempt, *, remembered: bool) -> Guard:
         """The guard for one attempt, after its pre-connection check."""
@@ -196,11 +196,15 @@ class Recipe:
 
 
 def remembered(recipe: Recipe, attempt: Attempt) -> IO[bool]:
-    """The TLS-memory snapshot for this attempt (file I/O: offloaded under asyncio)."""
+    """The TLS-memory snapshot for this attempt (file I/O: offloaded under asyncio).
+
+    The snapshot is the account's, whatever the attempt's port: verified TLS
+    seen on one port of the host is expected on all of them.
+    """
     memory = recipe.policy.memory
     if memory is None:
         return False
-    return (yield from perform(Offload(partial(memory.requires_tls, recipe.account(attempt.port)))))
+    return (yield from perform(Offload(partial(memory.requires_tls, recipe.account()))))
 
 
 def connect_steps(recipe: Recipe) -> IO[Established]:
@@ -307,11 +311,12 @@ def establish(
             Offload(
                 partial(
                     memory.record,
-                    recipe.account(attempt.port),
+                    recipe.account(),
                     mode=Security.IMPLICIT_TLS
                     if attempt.tls is Security.IMPLICIT_TLS
                     else Security.STARTTLS,
                     tls_version=info.version,
+                    port=attempt.port,
                 )
             )
         )
