@@ -228,7 +228,8 @@ def test_pin_for_one_account_does_not_help_another_server(ca: CA, cafile: Path) 
     ):
         assert first.cert is not None and second.cert is not None
         pin = first.cert.spki_sha256_pin
-        policy = smtpsec.Policy(cafile=cafile, pins=frozenset({pin}))
+        backup = CA.self_signed("backup.example.test").spki_sha256_pin  # matches neither
+        policy = smtpsec.Policy(cafile=cafile, pins=frozenset({pin, backup}))
         implicit = smtpsec.Security.IMPLICIT_TLS
         with smtpsec.connect(
             "localhost", first.port, security=implicit, policy=policy, timeout=5

@@ -124,7 +124,10 @@ def test_another_user_on_the_same_host_is_another_account(kit: Kit, tmp_path: Pa
         ) as session:
             assert session.report.mode is Security.PLAINTEXT  # what OPPORTUNISTIC allows
     # With credentials the AUTH rule refuses (not the memory: bob has none).
-    with pytest.raises(smtpsec.InsecureAuthError):
+    with (
+        pytest.warns(smtpsec.InsecureConfigurationWarning, match="offers no STARTTLS"),
+        pytest.raises(smtpsec.InsecureAuthError),
+    ):
         kit.connect(
             stripped,
             Security.OPPORTUNISTIC,

@@ -1,4 +1,5 @@
-"""Static type checks for discovery, autoconfig, presets, identity and TLS memory (mypy --strict).
+"""Static type checks for discovery, autoconfig, presets, identity, TLS memory and pins
+(mypy --strict).
 
 The checks live in a function nobody calls: pytest may collect this module
 harmlessly, and mypy verifies every ``assert_type`` below.
@@ -27,6 +28,8 @@ from smtpsec.autoconfig import (
 from smtpsec.discovery import Endpoint, SRVService, discover, merge_endpoints
 from smtpsec.identity import ReferenceIdentity, check_certificate_identity, normalize_dns_name
 from smtpsec.memory import Account, Expectation, TLSMemory
+from smtpsec.testing import CA, LeafCert
+from smtpsec.tls import ChainKey, TLSInfo, describe_chain, pin_candidates
 
 
 def _check_types() -> None:  # pragma: no cover - never executed, type-checked only
@@ -115,6 +118,37 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
         assert_type(exc.path, str)
         policy_error: smtpsec.PolicyError = exc  # still what callers catch
         del policy_error
+
+
+def _check_pin_types(
+    report: smtpsec.SecurityReport, info: TLSInfo
+) -> None:  # pragma: no cover - never executed, type-checked only
+    assert_type(report.chain_pins, tuple[str, ...])
+    assert_type(info.verified_chain, tuple[bytes, ...])
+    assert_type(pin_candidates(info), tuple[str, ...])
+    keys = describe_chain(info)
+    assert_type(keys, tuple[ChainKey, ...])
+    assert_type(keys[0].role, str)
+    assert_type(keys[0].pin, str | None)
+    assert_type(keys[0].subject, str | None)
+    Policy(pins={*report.chain_pins[1:]})  # CA keys as backup pins
+    try:
+        smtpsec.connect("smtp.example.test", policy=Policy(pins={"sha256/..."}))
+    except smtpsec.PinMismatchError as exc:
+        assert_type(exc.expected, tuple[str, ...])
+        assert_type(exc.presented, tuple[str, ...])
+
+    root = CA.create()
+    issuing = root.issue_intermediate("issuing CA")
+    assert_type(issuing, CA)
+    assert_type(issuing.is_root, bool)
+    assert_type(issuing.root_pem, bytes)
+    assert_type(issuing.spki_sha256_pin, str)
+    leaf = issuing.issue("localhost")
+    assert_type(leaf, LeafCert)
+    assert_type(leaf.intermediates_pem, bytes)
+    assert_type(leaf.root_pem, bytes)
+    assert_type(leaf.presented_pem, bytes)
 
 
 def _opener(host: str, port: int, timeout: float) -> socket.socket:  # pragma: no cover

@@ -37,7 +37,7 @@ from ..options import ConnectOptions, check_options
 from ..policy import Attempt, Plan, Policy, Security, is_loopback, select_plan
 from ..report import SecurityReport
 from ..sansio import ClientConnection, Extensions, ehlo_name
-from ..tls import build_context
+from ..tls import build_context, pin_candidates
 from ..transports import AnyTransport
 from . import _phases
 from ._auth import authenticate
@@ -336,6 +336,7 @@ def establish(
         cipher=info.cipher if info else None,
         verified=bool(info and info.verified),
         spki_pin=info.spki_pin if info else None,
+        chain_pins=pin_candidates(info) if info else (),
         pinned=pinned,
         confidential=guard.confidential(info),
         authenticated_as=recipe.username if used else None,
