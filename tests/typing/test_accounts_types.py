@@ -157,6 +157,10 @@ def _opener(host: str, port: int, timeout: float) -> socket.socket:  # pragma: n
 
 def _check_provider_types() -> None:  # pragma: no cover - never executed, type-checked only
     preset = providers.MICROSOFT_365
+    pool = preset.pool_kwargs()
+    assert_type(pool, providers.PoolLimits)
+    assert_type(pool.get("size"), int | None)
+    assert_type(pool.get("messages_per_minute"), int | None)
     assert_type(preset, providers.Preset)
     assert_type(preset.host, str)
     assert_type(preset.port, int)
