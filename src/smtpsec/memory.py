@@ -38,7 +38,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -78,7 +78,7 @@ def _check_port(port: object) -> int:
     return port
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Account:
     """The key TLS memory is kept under: who logs in where, on every port.
 
@@ -86,13 +86,15 @@ class Account:
     so the port is not part of the key: verified TLS seen on one port of
     ``host`` is expected on all of them.
 
-    Attributes:
-        user: the login name (``""`` for a connection without credentials).
-        host: the configured host name or address; lower-cased, trailing dot dropped.
-
     Args:
+        user: the login name (``""`` for a connection without credentials).
+        host: the configured host name or address.
         port: deprecated and ignored (the memory was kept per port before
-            format 2); passing it warns with :class:`DeprecationWarning`.
+            store format 2); passing it warns with :class:`DeprecationWarning`.
+
+    Attributes:
+        user: the login name.
+        host: the host, lower-cased, trailing dot dropped.
 
     Raises:
         InvalidArgumentError: empty host, or control characters in either field.
@@ -100,24 +102,24 @@ class Account:
 
     user: str
     host: str
-    port: InitVar[int | None] = None
 
-    def __post_init__(self, port: int | None) -> None:
-        host = self.host[:-1] if self.host.endswith(".") else self.host
-        object.__setattr__(self, "host", host.lower())
-        if not host or _has_control(host) or " " in host or _has_control(self.user):
+    def __init__(self, user: str, host: str, port: int | None = None) -> None:
+        name = host[:-1] if host.endswith(".") else host
+        if not name or _has_control(name) or " " in name or _has_control(user):
             raise InvalidArgumentError(
-                f"account {self.user!r} at {self.host!r} is not usable as a TLS-memory key: "
+                f"account {user!r} at {host!r} is not usable as a TLS-memory key: "
                 "the host must be a non-empty name or address and neither field may "
                 "contain control characters"
             )
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "host", name.lower())
         if port is not None:
             _check_port(port)
             warnings.warn(
                 f"Account(..., port={port}) is ignored: TLS memory is kept per account "
                 "(user at host) for every port; drop the port argument",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=2,
             )
 
     def __str__(self) -> str:
@@ -263,7 +265,8 @@ class TLSMemory:
     Every call does file I/O; :mod:`smtpsec.aio` runs them in a thread.
 
     Args:
-        path: the store file; its directory is created (mode 0700) on first write.
+        path: the store file (``~`` is expanded); its directory is created
+            (mode 0700) on first write.
         lock_timeout: seconds to wait for another process's lock before raising.
         must_exist: the store was set up before, so a *missing* file means it was
             deleted or moved (perhaps to wipe the record of TLS): fail closed as
@@ -277,7 +280,8 @@ class TLSMemory:
         lock_timeout: float = _DEFAULT_LOCK_TIMEOUT,
         must_exist: bool = False,
     ) -> None:
-        self._path = Path(os.fspath(path))
+        # "~/.config/app/tls.json" means the home directory, never a folder named "~".
+        self._path = Path(os.fspath(path)).expanduser()
         self._lock_timeout = lock_timeout
         self._must_exist = must_exist
 

@@ -622,3 +622,12 @@ def test_migration_that_cannot_write_still_answers(
     monkeypatch.undo()
     assert json.loads(store.read_text())["version"] == 1
     assert _private_files(store) == ["tls-memory.json", "tls-memory.json.lock"]
+
+
+def test_home_directory_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))  # Windows
+    memory = TLSMemory("~/app/tls.json")
+    assert memory.path == tmp_path / "app" / "tls.json"
+    memory.record(ANN, mode=Security.IMPLICIT_TLS, tls_version="TLSv1.3")
+    assert (tmp_path / "app" / "tls.json").exists()
