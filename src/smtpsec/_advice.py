@@ -72,7 +72,7 @@ NATIVE = Advice(
     cleartext_auth="Policy(allow_cleartext_auth=True)",
     plaintext="Security.PLAINTEXT",
     opportunistic="Security.OPPORTUNISTIC",
-    forget_account="TLSMemory.forget(account)",
+    forget_account="TLSMemory.forget(Account(user, host))",
     choose_mechanism="pass auth={name!r}",
     use_oauth="pass token= (a token, or a callable that returns a fresh one)",
     scram_cap="raise Policy(scram_max_iterations=...) or choose another mechanism with auth=",
@@ -98,7 +98,7 @@ DROP_IN = Advice(
     cleartext_auth="allow_cleartext_auth=True",
     plaintext="a connection without TLS",
     opportunistic="a connection without TLS",
-    forget_account="TLSMemory.forget(account)",
+    forget_account="TLSMemory.forget(Account(user, host))",
     choose_mechanism="call auth({name!r}, authobject) instead of login()",
     use_oauth=(
         "call auth('XOAUTH2', authobject) with an authobject that returns the "
@@ -121,7 +121,7 @@ CLI = Advice(
     cleartext_auth="an explicit opt-in (not available in the CLI)",
     plaintext="--security plaintext",
     opportunistic="--security opportunistic",
-    forget_account="TLSMemory.forget(account)",
+    forget_account="TLSMemory.forget(Account(user, host))",
     choose_mechanism="pass --auth {name}",
     use_oauth="use the library (smtpsec.connect(..., token=...)): the CLI takes no tokens",
     scram_cap="choose another mechanism with --auth",

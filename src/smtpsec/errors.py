@@ -35,6 +35,7 @@ __all__ = [
     "SecurityError",
     "SenderRefused",
     "ServerClosing",
+    "TLSMemoryError",
     "TLSUnavailableError",
     "TLSVersionError",
     "TimeoutError",
@@ -101,7 +102,25 @@ class CertificateError(SecurityError):
 
 
 class PinMismatchError(SecurityError):
-    """The server's public key matches none of the configured SPKI pins."""
+    """No key the server presented matches any of the configured SPKI pins.
+
+    Attributes:
+        expected: the configured pins (``"sha256/<base64>"``), sorted.
+        presented: the pins of the keys the server presented that could count:
+            the leaf first, then, when the chain was verified, each certificate
+            above it up to the trust anchor.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: tuple[str, ...] = (),
+        presented: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.presented = presented
 
 
 class InsecureAuthError(SecurityError):
@@ -310,6 +329,21 @@ class TimeoutError(SMTPSecError, builtins.TimeoutError):
 
 class PolicyError(SMTPSecError, ValueError):
     """The requested configuration is contradictory or unsafe without an explicit opt-in."""
+
+
+class TLSMemoryError(PolicyError):
+    """The TLS memory file cannot be trusted (corrupt, unreadable, of an unknown
+    format) or cannot be locked or written; the message says what to do.
+
+    While it cannot be trusted, every account is treated as TLS-required.
+
+    Attributes:
+        path: the store file, as a string.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 # --------------------------------------------------------------------------- warnings

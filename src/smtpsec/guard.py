@@ -33,7 +33,7 @@ from .errors import (
 )
 from .policy import Attempt, Policy, Security
 from .sansio import Extensions, Reply
-from .tls import TLSInfo
+from .tls import TLSInfo, describe_chain, pin_candidates
 
 __all__ = ["Advice", "Finding", "Guard"]
 
@@ -60,7 +60,8 @@ class Guard:
         attempt: the port and TLS start chosen by :func:`~smtpsec.policy.select_plan`.
         host: the server name.
         remembered: the TLS memory, read before the dialogue, says this
-            account had verified TLS before (RFC 8314 §5.2).
+            account (the user at ``host``) had verified TLS before, on this or
+            any other port (RFC 8314 §5.2).
         advice: how fixes are worded for the caller's API.
 
     Attributes:
@@ -94,9 +95,10 @@ class Guard:
         """Refuse a plaintext plan where TLS memory says TLS worked before."""
         if self.attempt.tls is Security.PLAINTEXT and self.remembered:
             raise DowngradeError(
-                f"TLS memory says {self.peer} gave verified TLS before; refusing "
-                f"{self.advice.plaintext} for this account. If the server really changed, "
-                f"remove the account from the TLS memory first ({self.advice.forget_account})"
+                f"TLS memory records verified TLS for this account on {self.host} (on "
+                f"this or another port); refusing {self.advice.plaintext} to {self.peer}. "
+                "If the server really changed, remove the account from the TLS memory "
+                f"first ({self.advice.forget_account})"
             )
 
     def after_greeting(self, reply: Reply, *, tls: bool) -> None:
@@ -143,9 +145,11 @@ class Guard:
                     return True
                 if self.remembered:
                     raise DowngradeError(
-                        f"{self.peer} no longer offers STARTTLS, but TLS memory records "
-                        "verified TLS for this account: refusing a cleartext session "
-                        "(possible STARTTLS stripping)"
+                        f"{self.peer} does not offer STARTTLS, but TLS memory records "
+                        f"verified TLS for this account on {self.host} (on this or another "
+                        "port): refusing a cleartext session (possible STARTTLS "
+                        "stripping); nothing else was sent. If the server really changed, "
+                        f"remove the account from the TLS memory ({self.advice.forget_account})"
                     )
                 self._note(
                     InsecureConfigurationWarning,
@@ -199,16 +203,60 @@ class Guard:
                 "handshake was visible to observers (it is encrypted only with TLS 1.3); "
                 f"ask the provider for TLS 1.3, or {self.advice.require_tls13} to require it",
             )
+        return self._check_pins(info)
+
+    def _check_pins(self, info: TLSInfo) -> bool:
+        """Any configured pin may match any key :func:`pin_candidates` allows (RFC 8314 §5.4).
+
+        The leaf always counts; the keys above it count only when the chain
+        was verified (R-8314-5.4-2: never a certificate the server merely sent).
+        """
         pins = self.policy.pins
         if not pins:
             return False
-        if info.spki_pin not in pins:
+        candidates = pin_candidates(info)
+        if pins.isdisjoint(candidates):
             raise PinMismatchError(
-                f"{self.peer} presented key {info.spki_pin}, which matches none of the "
-                f"configured pins; if the server legitimately changed its key, "
-                f"{self.advice.update_pins}"
+                self._pin_mismatch_text(info),
+                expected=tuple(sorted(pins)),
+                presented=candidates,
+            )
+        if len(pins) == 1 and info.spki_pin in pins and not self.policy.pinned_instead_of_ca:
+            # A lone pin on the server's own key breaks at its next key change,
+            # and certificate lifetimes are falling to 47 days: say so once the
+            # session can name the CA keys that would survive a renewal.
+            above = [str(key) for key in describe_chain(info)[1:]]
+            backup = f": a key from its chain ({'; '.join(above)})" if above else ""
+            self._note(
+                SMTPSecWarning,
+                f"{self.peer} matched the only configured pin, which is the server's own key: "
+                "the connection will fail as soon as a certificate renewal changes that key. "
+                f"Add a backup pin{backup}, or the server's next key; {self.advice.update_pins}",
             )
         return True
+
+    def _pin_mismatch_text(self, info: TLSInfo) -> str:
+        presented = "; ".join(str(key) for key in describe_chain(info)) or "no certificate"
+        if self.policy.pinned_instead_of_ca:
+            scope = (
+                " With pin-only trust no chain is verified, so only the server's own key counts."
+            )
+        elif not info.verified:
+            scope = " The chain was not verified, so only the server's own key counts."
+        elif not info.verified_chain:
+            scope = (
+                " This Python did not show the verified chain, so only the server's own "
+                "key could be compared."
+            )
+        else:
+            scope = ""
+        return (
+            f"no key {self.peer} presented matches a configured pin. Expected one of: "
+            f"{', '.join(sorted(self.policy.pins))}. Presented: {presented}.{scope} This "
+            "may be an attack, so do not simply pin what was presented: if the server's "
+            f"operator confirms the change, {self.advice.update_pins} (with a backup pin; "
+            "a CA key in the chain survives certificate renewals)"
+        )
 
     def before_auth(self, info: TLSInfo | None) -> None:
         """Credentials only travel over verified TLS (R-4954-9-1, R-8314-5.3-3)."""
@@ -231,8 +279,8 @@ class Guard:
         """No message leaves over a session weaker than TLS memory recorded."""
         if (info is None or not info.verified) and self.remembered:
             raise DowngradeError(
-                f"TLS memory records verified TLS for {self.peer}, but this session has "
-                "none; refusing to send the message"
+                f"TLS memory records verified TLS for this account on {self.host}, but "
+                f"this session to {self.peer} has none; refusing to send the message"
             )
 
     def confidential(self, info: TLSInfo | None) -> bool:

@@ -98,12 +98,20 @@ class Policy:
         allow_legacy_tls: explicit opt-in for a floor below TLS 1.2.
         client_cert: ``(certfile, keyfile)`` or ``(certfile, keyfile, password)``
             presented when the server asks (RFC 8314 §5.5).
-        pins: SPKI SHA-256 pins (``"sha256/<base64>"``); the leaf key must match
-            one. Pins add to chain validation.
+        pins: a set of SPKI SHA-256 pins (``"sha256/<base64>"``); the session
+            passes when *any* of them matches the server's own key or the key
+            of a CA certificate in the chain OpenSSL verified (an intermediate,
+            or the root from the trust store). Pins add to chain validation
+            (RFC 8314 §5.4). Keep at least two: a key change at a certificate
+            renewal then leaves a backup (the next key, or a CA key, which
+            survives renewals); a lone pin on the server's own key warns.
+            :attr:`SecurityReport.chain_pins <smtpsec.SecurityReport.chain_pins>`
+            and ``smtpsec probe`` show the candidates.
         pinned_instead_of_ca: accept a certificate that matches ``pins`` without
-            chain validation (self-signed server, RFC 8314 §5.4). Such a session
-            is never *confidential* and AUTH over it still needs
-            ``allow_cleartext_auth``.
+            chain validation (self-signed server, RFC 8314 §5.4). Only the
+            server's own key can match then: no chain is verified, so no CA key
+            can vouch for it. Such a session is never *confidential* and AUTH
+            over it still needs ``allow_cleartext_auth``.
         memory: a :class:`~smtpsec.memory.TLSMemory` that remembers where
             verified TLS worked and refuses a weaker session later.
         allow_cleartext_auth: permit credentials without verified TLS (loopback
@@ -134,7 +142,7 @@ class Policy:
     #: TLS contexts built from this policy, shared by its connections (a frozen
     #: policy always builds the same context; loading the trust store costs
     #: tens of milliseconds). Filled lazily by :func:`smtpsec.tls.build_context`.
-    _contexts: dict[bool, ssl.SSLContext] = field(
+    _contexts: dict[tuple[bool, str | None], ssl.SSLContext] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 

@@ -3,7 +3,8 @@
 A :class:`Preset` says where a provider's submission server is (host, port,
 :class:`~smtpsec.Security` mode), which credentials it accepts and whether a
 kind of login is being switched off, and the sending limits the provider
-documents, as typed fields a connection pool can read. Use it with
+documents, as typed fields a connection pool can read (:meth:`Preset.pool_kwargs`
+gives them as pool keyword arguments). Use it with
 :func:`smtpsec.connect` through :meth:`Preset.connect_kwargs`::
 
     from smtpsec import providers
@@ -63,6 +64,7 @@ __all__ = [
     "ConnectTarget",
     "Credential",
     "Limits",
+    "PoolLimits",
     "Preset",
     "amazon_ses",
     "get",
@@ -169,6 +171,22 @@ class ConnectTarget(TypedDict):
     security: Security
 
 
+class PoolLimits(TypedDict, total=False):
+    """The documented limits a connection pool should respect, as pool keyword arguments.
+
+    Only limits the provider documents are present; for the rest the pool keeps
+    its own defaults. The keys are the pool's arguments, not the table's names.
+
+    Attributes:
+        size: the most connections open at once (:attr:`Limits.max_connections`).
+        messages_per_minute: the most messages started per minute
+            (:attr:`Limits.messages_per_minute`).
+    """
+
+    size: int
+    messages_per_minute: int
+
+
 @dataclass(frozen=True, slots=True)
 class Preset:
     """One provider's submission settings, with the pages they come from.
@@ -227,6 +245,23 @@ class Preset:
             username=..., password=...)``.
         """
         return ConnectTarget(host=self.host, port=self.port, security=self.security)
+
+    def pool_kwargs(self) -> PoolLimits:
+        """The documented limits a pool of sessions to this provider should keep to.
+
+        Returns:
+            :class:`PoolLimits` with ``size`` and ``messages_per_minute`` where
+            the provider documents them (Microsoft 365: ``{"size": 3,
+            "messages_per_minute": 30}``), empty where it documents neither.
+            Planning figures: the server's ``421``/``4xx`` replies remain the
+            truth.
+        """
+        limits = PoolLimits()
+        if self.limits.max_connections is not None:
+            limits["size"] = self.limits.max_connections
+        if self.limits.messages_per_minute is not None:
+            limits["messages_per_minute"] = self.limits.messages_per_minute
+        return limits
 
     @property
     def credentials(self) -> tuple[Credential, ...]:

@@ -26,7 +26,10 @@ class SecurityReport:
         cipher: negotiated cipher suite, or ``None``.
         verified: the certificate chain and host name were validated.
         spki_pin: ``"sha256/<base64>"`` of the server key (for ``Policy(pins=...)``).
-        pinned: the server key matched a configured pin.
+        chain_pins: every pin this session could be matched by: the server key's,
+            then, when the chain was verified, each CA key above it up to the
+            trust anchor (a CA key is a backup pin that survives renewals).
+        pinned: a configured pin matched.
         confidential: RFC 8314 §5.2 minimum confidentiality met: TLS ≥ 1.2 with a
             verified certificate (never for plaintext or pinned-only sessions).
         authenticated_as: the user name authenticated, if any.
@@ -48,6 +51,7 @@ class SecurityReport:
     cipher: str | None = None
     verified: bool = False
     spki_pin: str | None = None
+    chain_pins: tuple[str, ...] = ()
     pinned: bool = False
     confidential: bool = False
     authenticated_as: str | None = None

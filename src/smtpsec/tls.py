@@ -4,11 +4,24 @@ SPKI pins, error mapping.
 Every TLS connection smtpsec makes uses :func:`build_context`; every strict
 default carries a comment saying why. Every handshake, on every transport,
 ends in :func:`session_info`, the one place that decides whether a session
-counts as verified.
+counts as verified, and so whether the certificate chain it reports can be
+used for pins.
+
+Chain pins. A pin may name the key of any certificate in the chain OpenSSL
+*verified* (leaf, intermediates, trust anchor), never of a certificate the
+server merely sent: an attacker with any trusted certificate can append a
+copy of the pinned CA's certificate to its own chain. The verified chain is
+``SSLSocket.get_verified_chain()`` on Python 3.13+ and the same OpenSSL call
+(``SSL_get0_verified_chain``) through the private ``_sslobj`` on 3.10-3.12.
+Without verification OpenSSL hands back the chain as sent, so it is read only
+for a verified session; when no chain can be read, only the leaf key counts
+(fail closed). :func:`pin_candidates` is the one rule for which keys a pin
+may match.
 """
 
 from __future__ import annotations
 
+import _ssl
 import base64
 import contextlib
 import contextvars
@@ -22,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import certifi
+from cryptography import x509
 
 from . import _der
 from ._advice import NATIVE, Advice
@@ -29,9 +43,12 @@ from .errors import CertificateError, SecurityError, TLSUnavailableError, TLSVer
 from .policy import Policy
 
 __all__ = [
+    "ChainKey",
     "TLSInfo",
     "TLSSessionCache",
     "build_context",
+    "describe_chain",
+    "pin_candidates",
     "session_info",
     "spki_pin",
     "tls_info",
@@ -59,6 +76,9 @@ class TLSInfo:
         peer_certificate: the server's leaf certificate (DER), if any.
         spki_pin: ``"sha256/<base64>"`` of the leaf's SubjectPublicKeyInfo.
         resumed: the handshake resumed an earlier session (see :class:`TLSSessionCache`).
+        verified_chain: the chain OpenSSL verified, as DER, leaf first and the
+            trust anchor (usually a root from the trust store) last. Empty
+            unless ``verified``, and when this Python cannot show it.
     """
 
     version: str
@@ -67,6 +87,7 @@ class TLSInfo:
     peer_certificate: bytes | None
     spki_pin: str | None
     resumed: bool = False
+    verified_chain: tuple[bytes, ...] = ()
 
     @property
     def tls_version(self) -> ssl.TLSVersion | None:
@@ -95,9 +116,13 @@ def build_context(policy: Policy, *, check_hostname: bool = True) -> ssl.SSLCont
     """
     if policy.ssl_context is not None:
         return policy.ssl_context
-    cached = policy._contexts.get(check_hostname)
+    # With the default trust store the key includes certifi's file, so a
+    # different store (a new certifi, or a test's stand-in) gets its own context.
+    default_roots = policy.cafile is None and policy.cadata is None
+    key = (check_hostname, certifi.where() if default_roots else None)
+    cached = policy._contexts.get(key)
     if cached is None:
-        cached = policy._contexts.setdefault(check_hostname, _new_context(policy, check_hostname))
+        cached = policy._contexts.setdefault(key, _new_context(policy, check_hostname))
     return cached
 
 
@@ -309,6 +334,11 @@ def spki_pin(cert_der: bytes) -> str:
 def tls_info(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> TLSInfo:
     """Collect :class:`TLSInfo` from a socket or object after the handshake.
 
+    Args:
+        sock: the TLS socket or object that completed the handshake.
+        verified: the verdict of :func:`verified_verdict`; the verified chain
+            is read only when it is ``True``.
+
     Raises:
         CertificateError: the peer's certificate is malformed beyond what
             smtpsec's own DER reader tolerates (OpenSSL parses more loosely still).
@@ -322,7 +352,101 @@ def tls_info(sock: ssl.SSLSocket | ssl.SSLObject, *, verified: bool) -> TLSInfo:
         peer_certificate=der,
         spki_pin=spki_pin(der) if der else None,
         resumed=bool(getattr(sock, "session_reused", False)),
+        verified_chain=_verified_chain(sock) if verified else (),
     )
+
+
+def _verified_chain(sock: ssl.SSLSocket | ssl.SSLObject) -> tuple[bytes, ...]:
+    """The chain OpenSSL built and verified in the handshake, as DER (leaf first).
+
+    Only meaningful after a handshake whose context verified the chain: without
+    verification OpenSSL returns the chain as the peer sent it. Any failure to
+    read it gives ``()``, so only the leaf can satisfy a pin (fail closed).
+    """
+    try:
+        public = getattr(sock, "get_verified_chain", None)  # Python 3.13+
+        if public is not None:
+            return tuple(bytes(der) for der in public())
+        # 3.10-3.12: the same OpenSSL call, on the private object, returning
+        # _ssl.Certificate objects (3.13's public method wraps exactly this).
+        private = getattr(getattr(sock, "_sslobj", None), "get_verified_chain", None)
+        if private is None:
+            return ()
+        return tuple(bytes(cert.public_bytes(_ssl.ENCODING_DER)) for cert in private() or ())
+    except (ssl.SSLError, ValueError, TypeError, AttributeError):
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainKey:
+    """One key of a server's certificate chain, with its pin and place.
+
+    Attributes:
+        role: ``"leaf"``, ``"intermediate"``, ``"root"`` (the self-signed trust
+            anchor at the top of a verified chain) or ``"trust anchor"`` (a
+            trusted CA at the top that is not self-signed).
+        pin: ``"sha256/<base64>"`` of its SubjectPublicKeyInfo, or ``None`` when
+            the certificate is too malformed to read (it can match no pin).
+        subject: the certificate's subject (RFC 4514), or ``None`` if unreadable.
+    """
+
+    role: str
+    pin: str | None
+    subject: str | None
+
+    def __str__(self) -> str:
+        named = f" ({self.subject})" if self.subject else ""
+        return f"{self.role} {self.pin or '(unreadable key)'}{named}"
+
+
+def _above_leaf(info: TLSInfo) -> tuple[bytes, ...]:
+    """The certificates above the leaf whose keys may satisfy a pin: only those of a
+    chain OpenSSL verified, and only for a verified session (pin-only trust verifies
+    nothing, so only its leaf counts)."""
+    return info.verified_chain[1:] if info.verified else ()
+
+
+def _safe_pin(der: bytes) -> str | None:
+    try:
+        return spki_pin(der)
+    except CertificateError:
+        return None
+
+
+def pin_candidates(info: TLSInfo) -> tuple[str, ...]:
+    """The pins this session can be matched by: the leaf's, then, when the chain
+    was verified, those of each certificate above it up to the trust anchor.
+
+    This is the one rule for what a ``Policy(pins=...)`` entry may match.
+    """
+    pins = [info.spki_pin, *(_safe_pin(der) for der in _above_leaf(info))]
+    return tuple(pin for pin in pins if pin is not None)
+
+
+def describe_chain(info: TLSInfo) -> tuple[ChainKey, ...]:
+    """:func:`pin_candidates` with each key's place and subject, for messages and the probe."""
+    keys: list[ChainKey] = []
+    if info.spki_pin is not None:
+        subject = _names(info.peer_certificate)[0] if info.peer_certificate else None
+        keys.append(ChainKey("leaf", info.spki_pin, subject))
+    above = _above_leaf(info)
+    for index, der in enumerate(above, 1):
+        subject, self_issued = _names(der)
+        anchor = "root" if self_issued else "trust anchor"
+        role = "intermediate" if index < len(above) else anchor
+        keys.append(ChainKey(role, _safe_pin(der), subject))
+    return tuple(keys)
+
+
+def _names(der: bytes) -> tuple[str | None, bool]:
+    """The subject, and whether the certificate names itself as its issuer (best effort)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return cert.subject.rfc4514_string(), cert.subject == cert.issuer
+    except Exception:
+        # Only for display: a certificate cryptography's strict parser refuses
+        # still has its pin (read by the lenient walker), just no name.
+        return None, False
 
 
 def translate_ssl_error(

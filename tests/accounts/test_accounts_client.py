@@ -3,6 +3,7 @@ endpoints with RFC 7817 identity, per-account pins, client certificates + SASL E
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import warnings
@@ -51,7 +52,7 @@ def test_memory_records_then_refuses_stripped_server_in_opportunistic_mode(
         ) as session:
             assert session.report.mode is Security.STARTTLS
         port = good.port
-        account = smtpsec.Account("ann", "localhost", port)
+        account = smtpsec.Account("ann", "localhost")
         assert memory.requires_tls(account)
     # Same account (user, host, port), now behind an attacker that strips STARTTLS.
     with SMTPServer(
@@ -76,14 +77,9 @@ def test_memory_refuses_plaintext_mode_before_connecting(tmp_path: Path) -> None
     """R-LIB-GUARD-1: a PLAINTEXT plan for a remembered account never opens a socket."""
     memory = smtpsec.TLSMemory(tmp_path / "memory.json")
     memory.record(
-        smtpsec.Account("", "localhost", 2525), mode=Security.STARTTLS, tls_version="TLSv1.3"
+        smtpsec.Account("", "localhost"), mode=Security.STARTTLS, tls_version="TLSv1.3", port=2525
     )
     with SMTPServer(tls=Security.PLAINTEXT, port=0) as srv:
-        memory.record(
-            smtpsec.Account("", "localhost", srv.port),
-            mode=Security.STARTTLS,
-            tls_version="TLSv1.3",
-        )
         with pytest.raises(smtpsec.DowngradeError, match="TLS memory"):
             smtpsec.connect(
                 "localhost",
@@ -112,6 +108,45 @@ def test_corrupt_memory_fails_closed(ca: CA, tmp_path: Path) -> None:
                     timeout=3,
                 )
         assert not srv.messages
+
+
+def test_format_1_memory_from_an_older_smtpsec_protects_every_port(ca: CA, tmp_path: Path) -> None:
+    """A per-port (format 1) store written before the upgrade is migrated on first use and
+    protects every port of the account at once (R-LIB-GUARD-1, R-LIB-GUARD-2)."""
+    path = tmp_path / "memory.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "accounts": [
+                    {
+                        "user": "",
+                        "host": "localhost",
+                        "port": 1,  # the one port the older version knew about
+                        "mode": "starttls",
+                        "tls_version": "TLSv1.3",
+                        "verified": True,
+                        "first_seen": "2026-01-01T00:00:00+00:00",
+                        "last_seen": "2026-01-01T00:00:00+00:00",
+                    }
+                ],
+            }
+        )
+    )
+    memory = smtpsec.TLSMemory(path)
+    with SMTPServer(_leaf(ca), tls=Security.STARTTLS, strip_starttls=True) as srv:
+        with pytest.raises(smtpsec.DowngradeError, match="TLS memory"):
+            smtpsec.connect(
+                "localhost",
+                srv.port,
+                security=smtpsec.Security.OPPORTUNISTIC,
+                policy=smtpsec.Policy(memory=memory),
+                timeout=3,
+            )
+        assert not srv.messages
+    stored = json.loads(path.read_text())
+    assert stored["version"] == 2
+    assert stored["accounts"][0]["ports"] == [1]
 
 
 def _endpoint(port: int, *, domain: str, dnssec: bool = False) -> Endpoint:
@@ -193,7 +228,8 @@ def test_pin_for_one_account_does_not_help_another_server(ca: CA, cafile: Path) 
     ):
         assert first.cert is not None and second.cert is not None
         pin = first.cert.spki_sha256_pin
-        policy = smtpsec.Policy(cafile=cafile, pins=frozenset({pin}))
+        backup = CA.self_signed("backup.example.test").spki_sha256_pin  # matches neither
+        policy = smtpsec.Policy(cafile=cafile, pins=frozenset({pin, backup}))
         implicit = smtpsec.Security.IMPLICIT_TLS
         with smtpsec.connect(
             "localhost", first.port, security=implicit, policy=policy, timeout=5

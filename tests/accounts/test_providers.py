@@ -149,3 +149,18 @@ def test_auth_method_and_limits_validation() -> None:
     with pytest.raises(InvalidArgumentError, match="positive int"):
         Limits(messages_per_day=0)
     assert AuthMethod(Credential.API_KEY).available()
+
+
+def test_pool_kwargs_carry_only_documented_limits() -> None:
+    """Pool sizes and rates come from the table, never a guess (issue 16: Pool defaults)."""
+    assert providers.MICROSOFT_365.pool_kwargs() == {"size": 3, "messages_per_minute": 30}
+    assert providers.GMAIL.pool_kwargs() == {}
+    only_rate = dataclasses.replace(
+        providers.FASTMAIL, limits=Limits(messages_per_minute=10, messages_per_day=500)
+    )
+    assert only_rate.pool_kwargs() == {"messages_per_minute": 10}
+    for preset in TABLE:
+        kwargs = preset.pool_kwargs()
+        assert kwargs.get("size") == preset.limits.max_connections
+        assert kwargs.get("messages_per_minute") == preset.limits.messages_per_minute
+        assert preset.pool_kwargs() is not kwargs  # a fresh dict each time: safe to change

@@ -345,3 +345,45 @@ def test_versions_this_openssl_cannot_offer_are_not_testable(
     )
     assert report["ports"][0]["tls_versions"]["TLSv1"] == "not testable"
     assert report["ports"][0]["tls_versions"]["TLSv1.3"] == "accepted"
+
+
+def test_probe_prints_the_verified_chains_pins(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """Leaf, intermediate and root pins: the candidates for a backup pin (RFC 8314 §5.4)."""
+    root = CA.create("probe root")
+    issuing = root.issue_intermediate("probe issuing CA")
+    leaf = issuing.issue("localhost", ips=("127.0.0.1",))
+    cafile = str(root.write_cafile(tmp_path / "root.pem"))
+    with SMTPServer(leaf, tls=Security.IMPLICIT_TLS) as srv:
+        args = ("localhost", "--port", str(srv.port), "--mode", "implicit", "--cafile", cafile)
+        code, out, _err = _run(capsys, *args)
+        assert code == 0
+        order = [out.index(f"{role}  ") for role in ("leaf    ", "intermediate", "root    ")]
+        assert order == sorted(order)
+        assert f"leaf          {leaf.spki_sha256_pin} (CN=localhost)" in out
+        assert f"intermediate  {issuing.spki_sha256_pin} (CN=probe issuing CA" in out
+        assert f"root          {root.spki_sha256_pin} (CN=probe root" in out
+        code, report = _json(capsys, *args)
+        assert code == 0
+        (port,) = report["ports"]
+        assert [(key["role"], key["spki_pin"]) for key in port["chain"]] == [
+            ("leaf", leaf.spki_sha256_pin),
+            ("intermediate", issuing.spki_sha256_pin),
+            ("root", root.spki_sha256_pin),
+        ]
+        _only_safe_verbs(srv)
+
+
+def test_probe_shows_no_chain_pins_for_an_unverified_chain(
+    smtpsec_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chain that did not verify offers no CA pins: only its leaf pin is printed."""
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
+    args = ("localhost", "--port", str(srv.port), "--mode", "implicit")  # certifi: untrusted
+    code, out, _err = _run(capsys, *args)
+    assert code != 0
+    assert "spki pin          sha256/" in out
+    assert "chain pins        not shown: the chain did not verify" in out
+    _code, report = _json(capsys, *args)
+    assert report["ports"][0]["chain"] == []

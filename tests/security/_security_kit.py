@@ -99,6 +99,7 @@ class Kit:
         password: str | None = PASSWORD,
         policy: smtpsec.Policy | None = None,
         timeout: float = TIMEOUT,
+        tls_sessions: smtpsec.TLSSessionCache | None = None,
     ) -> smtpsec.Session:
         """Connect to ``srv`` the way the brief prescribes (canary password, small timeout).
 
@@ -112,6 +113,8 @@ class Kit:
             "policy": policy if policy is not None else self.policy(),
             "timeout": timeout,
         }
+        if tls_sessions is not None:
+            kwargs["tls_sessions"] = tls_sessions
         if self.client == "async":
             return AsyncFacade.connect(host, srv.port, **kwargs)  # type: ignore[return-value]
         return smtpsec.connect(host, srv.port, **kwargs)

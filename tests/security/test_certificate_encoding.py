@@ -117,7 +117,9 @@ def test_pin_on_top_of_the_chain(
     kit: Kit, crafted: LeafCert, normal_leaf: LeafCert, mode: str, security: Security
 ) -> None:
     srv = kit.server(mode, cert=crafted)  # type: ignore[arg-type]
-    policy = kit.policy(pins={cryptography_pin(normal_leaf)})
+    # A backup pin that matches nothing here: the leaf's own pin must do it.
+    backup = CA.self_signed("backup.example.test").spki_sha256_pin
+    policy = kit.policy(pins={cryptography_pin(normal_leaf), backup})
     with kit.connect(srv, security, policy=policy) as session:
         assert session.report.pinned
         assert session.report.verified

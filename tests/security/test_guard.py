@@ -54,7 +54,7 @@ def exactly(error_type: type[Exception], match: str | None = None) -> Iterator[N
 def remembering(tmp_path: Path, mode: Security, *, user: str = "ann") -> Guard:
     """A guard given the memory snapshot a session takes before its dialogue."""
     memory = TLSMemory(tmp_path / "memory.json")
-    account = Account(user, "smtp.example.test", 587)
+    account = Account(user, "smtp.example.test")
     memory.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3")
     return guard(mode, Policy(memory=memory), remembered=memory.requires_tls(account))
 
@@ -93,7 +93,7 @@ def test_before_connect_fails_closed_on_corrupt_memory__R_LIB_GUARD_2(tmp_path: 
     memory = TLSMemory(store)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        remembered = memory.requires_tls(Account("", "smtp.example.test", 587))
+        remembered = memory.requires_tls(Account("", "smtp.example.test"))
     g = guard(Security.PLAINTEXT, Policy(memory=memory), remembered=remembered)
     with exactly(smtpsec.DowngradeError):
         g.before_connect()

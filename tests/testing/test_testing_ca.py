@@ -279,3 +279,54 @@ def test_server_context_pins_tls_versions(
             with ca.client_context().wrap_socket(sock, server_hostname="localhost") as tls:
                 assert tls.version() == expected
         assert srv.wait_for_connections(1)[0].tls_version == expected
+
+
+# --------------------------------------------------------------------------- intermediates
+
+
+def test_intermediate_chain_verifies_from_the_root_alone(ca: CA, tmp_path: Path) -> None:
+    """root → intermediate → leaf, as public CAs issue: the server sends leaf + intermediate."""
+    sub = ca.issue_intermediate("test issuing CA")
+    assert ca.is_root and not sub.is_root
+    assert sub.root_pem == ca.cert_pem
+    leaf = sub.issue("localhost")
+    assert leaf.issuer_pem == sub.cert_pem
+    assert leaf.intermediates_pem == sub.cert_pem
+    assert leaf.root_pem == ca.cert_pem
+    assert leaf.presented_pem == leaf.cert_pem + sub.cert_pem
+    assert leaf.chain_pem == leaf.cert_pem + sub.cert_pem + ca.cert_pem
+    # Trusting the intermediate's CA object trusts its root (strict flags on).
+    ctx = sub.client_context()
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    assert handshake(leaf, ctx)[1] == leaf.cert_der
+    assert sub.write_cafile(tmp_path / "ca.pem").read_bytes() == ca.cert_pem
+    # The intermediate is a CA (pathLen unlimited) with the root as its issuer.
+    constraints = sub.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.value.ca and constraints.critical
+    assert sub.certificate.issuer == ca.certificate.subject
+
+
+def test_nested_intermediates_are_all_presented(ca: CA) -> None:
+    upper = ca.issue_intermediate("upper")
+    lower = upper.issue_intermediate("lower")
+    leaf = lower.issue("localhost")
+    assert leaf.intermediates_pem == lower.cert_pem + upper.cert_pem
+    assert leaf.root_pem == ca.cert_pem
+    assert handshake(leaf, ca.client_context())[1] == leaf.cert_der
+
+
+def test_a_server_without_its_intermediate_does_not_verify(ca: CA) -> None:
+    """The realistic misconfiguration: a leaf served alone fails with unknown issuer."""
+    import dataclasses
+
+    leaf = dataclasses.replace(ca.issue_intermediate().issue("localhost"), intermediates_pem=b"")
+    assert verify_code(leaf, ca.client_context()) == UNKNOWN_ISSUER
+
+
+def test_ca_pins_are_the_pins_of_their_own_keys(ca: CA) -> None:
+    sub = ca.issue_intermediate()
+    spki = sub.certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    expected = "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    assert sub.spki_sha256_pin == expected != ca.spki_sha256_pin

@@ -1,4 +1,5 @@
-"""Static type checks for discovery, autoconfig, presets, identity and TLS memory (mypy --strict).
+"""Static type checks for discovery, autoconfig, presets, identity, TLS memory and pins
+(mypy --strict).
 
 The checks live in a function nobody calls: pytest may collect this module
 harmlessly, and mypy verifies every ``assert_type`` below.
@@ -27,6 +28,8 @@ from smtpsec.autoconfig import (
 from smtpsec.discovery import Endpoint, SRVService, discover, merge_endpoints
 from smtpsec.identity import ReferenceIdentity, check_certificate_identity, normalize_dns_name
 from smtpsec.memory import Account, Expectation, TLSMemory
+from smtpsec.testing import CA, LeafCert
+from smtpsec.tls import ChainKey, TLSInfo, describe_chain, pin_candidates
 
 
 def _check_types() -> None:  # pragma: no cover - never executed, type-checked only
@@ -89,10 +92,15 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
 
     memory = TLSMemory(Path("tls.json"))
     memory = TLSMemory("tls.json", lock_timeout=1.0)
-    account = Account(user="ann", host="smtp.example.test", port=465)
+    account = Account(user="ann", host="smtp.example.test")
+    assert_type(account.user, str)
+    assert_type(account.host, str)
     assert_type(memory.expectation(account), Expectation | None)
     assert_type(memory.requires_tls(account), bool)
     assert_type(memory.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3"), None)
+    assert_type(
+        memory.record(account, mode=Security.STARTTLS, tls_version="TLSv1.3", port=587), None
+    )
     assert_type(memory.forget(account), bool)
     assert_type(memory.accounts(), list[Account])
     assert_type(memory.corrupt, str | None)
@@ -102,6 +110,45 @@ def _check_types() -> None:  # pragma: no cover - never executed, type-checked o
         assert_type(expectation.mode, Security)
         assert_type(expectation.tls_version, str)
         assert_type(expectation.first_seen, str)
+        assert_type(expectation.ports, tuple[int, ...])
+        assert_type(expectation.merged(expectation), Expectation)
+    try:
+        memory.accounts()
+    except smtpsec.TLSMemoryError as exc:
+        assert_type(exc.path, str)
+        policy_error: smtpsec.PolicyError = exc  # still what callers catch
+        del policy_error
+
+
+def _check_pin_types(
+    report: smtpsec.SecurityReport, info: TLSInfo
+) -> None:  # pragma: no cover - never executed, type-checked only
+    assert_type(report.chain_pins, tuple[str, ...])
+    assert_type(info.verified_chain, tuple[bytes, ...])
+    assert_type(pin_candidates(info), tuple[str, ...])
+    keys = describe_chain(info)
+    assert_type(keys, tuple[ChainKey, ...])
+    assert_type(keys[0].role, str)
+    assert_type(keys[0].pin, str | None)
+    assert_type(keys[0].subject, str | None)
+    Policy(pins={*report.chain_pins[1:]})  # CA keys as backup pins
+    try:
+        smtpsec.connect("smtp.example.test", policy=Policy(pins={"sha256/..."}))
+    except smtpsec.PinMismatchError as exc:
+        assert_type(exc.expected, tuple[str, ...])
+        assert_type(exc.presented, tuple[str, ...])
+
+    root = CA.create()
+    issuing = root.issue_intermediate("issuing CA")
+    assert_type(issuing, CA)
+    assert_type(issuing.is_root, bool)
+    assert_type(issuing.root_pem, bytes)
+    assert_type(issuing.spki_sha256_pin, str)
+    leaf = issuing.issue("localhost")
+    assert_type(leaf, LeafCert)
+    assert_type(leaf.intermediates_pem, bytes)
+    assert_type(leaf.root_pem, bytes)
+    assert_type(leaf.presented_pem, bytes)
 
 
 def _opener(host: str, port: int, timeout: float) -> socket.socket:  # pragma: no cover
@@ -110,6 +157,10 @@ def _opener(host: str, port: int, timeout: float) -> socket.socket:  # pragma: n
 
 def _check_provider_types() -> None:  # pragma: no cover - never executed, type-checked only
     preset = providers.MICROSOFT_365
+    pool = preset.pool_kwargs()
+    assert_type(pool, providers.PoolLimits)
+    assert_type(pool.get("size"), int | None)
+    assert_type(pool.get("messages_per_minute"), int | None)
     assert_type(preset, providers.Preset)
     assert_type(preset.host, str)
     assert_type(preset.port, int)

@@ -34,7 +34,7 @@ from ..guard import Guard
 from ..modes import Security
 from ..policy import Attempt, Policy
 from ..sansio import ClientConnection, Extensions, Reply, ehlo_name
-from ..tls import TLSInfo
+from ..tls import ChainKey, TLSInfo, describe_chain
 from ..transports import SocketTransport, open_socket
 from ._probe_tls import (
     CertificateFacts,
@@ -94,6 +94,9 @@ class PortFacts:
             ``"not testable"`` (this machine's OpenSSL cannot offer it) or
             ``"error: ..."``; empty when TLS never started.
         certificate_error: why a certificate that was seen could not be read.
+        chain: the keys of the verified chain (leaf, intermediates, root), with
+            their pins; empty when the chain did not verify, since only a
+            verified chain's CA keys can satisfy a pin.
     """
 
     port: int
@@ -111,6 +114,7 @@ class PortFacts:
     certificate: CertificateFacts | None = None
     versions: tuple[tuple[str, str], ...] = ()
     certificate_error: str | None = None
+    chain: tuple[ChainKey, ...] = ()
 
     @property
     def auth_after_tls(self) -> tuple[str, ...]:
@@ -352,6 +356,7 @@ def probe_port(
     der = seen.tls.peer_certificate if seen.tls is not None else None
     certificate, certificate_error = _read_certificate(der)
     error = verifying.error
+    verified = verifying.tls is not None and verifying.tls.verified
     return PortFacts(
         port=port,
         mode=mode,
@@ -363,11 +368,12 @@ def probe_port(
         auth_before_tls=tuple(sorted(before.auth_mechanisms)) if before is not None else (),
         tls_version=seen.tls.version if seen.tls is not None else None,
         cipher=seen.tls.cipher if seen.tls is not None else None,
-        verified=bool(verifying.tls is not None and verifying.tls.verified),
+        verified=verified,
         extensions=_flatten(seen.after_tls),
         certificate=certificate,
         versions=versions,
         certificate_error=certificate_error,
+        chain=describe_chain(verifying.tls) if verifying.tls is not None and verified else (),
     )
 
 

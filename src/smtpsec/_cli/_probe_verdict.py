@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from ..modes import Security
+from ..tls import ChainKey
 from ._probe import PortFacts, ProbeFacts
 
 __all__ = [
@@ -234,14 +235,30 @@ def _port_block(port: PortFacts, host: str) -> list[str]:
     return lines
 
 
+def _chain_rows(chain: tuple[ChainKey, ...]) -> list[str]:
+    """The verified chain's pins, one key a line: what ``Policy(pins=...)`` may name."""
+    if not chain:
+        why = "not shown: the chain did not verify (CA keys count as pins only when it does)"
+        return [_row("chain pins", why)]
+    width = max(len(key.role) for key in chain)
+    rows = []
+    for index, key in enumerate(chain):
+        named = f" ({key.subject})" if key.subject else ""
+        text = f"{key.role:<{width}}  {key.pin or '(unreadable key)'}{named}"
+        rows.append(_row("chain pins" if index == 0 else "", text))
+    return rows
+
+
 def _certificate_blocks(facts: ProbeFacts) -> list[str]:
     seen: dict[str, list[int]] = {}
     certs = {}
+    chains: dict[str, tuple[ChainKey, ...]] = {}
     for port in facts.ports:
         if port.certificate is not None:
             key = port.certificate.spki_pin + port.certificate.not_after
             seen.setdefault(key, []).append(port.port)
             certs[key] = port.certificate
+            chains[key] = chains.get(key) or port.chain
     lines: list[str] = []
     for key, ports in seen.items():
         cert = certs[key]
@@ -255,6 +272,7 @@ def _certificate_blocks(facts: ProbeFacts) -> list[str]:
             _row("names", ", ".join(cert.names) or "none (no subjectAltName)"),
             _row("key", cert.key + bits),
             _row("spki pin", cert.spki_pin),
+            *_chain_rows(chains[key]),
         ]
         if cert.encoding_issues:
             lines.append(_row("encoding", "NOT strict DER: " + "; ".join(cert.encoding_issues)))
@@ -319,6 +337,9 @@ def _port_json(port: PortFacts) -> dict[str, Any]:
             "encoding_issues": list(cert.encoding_issues),
         },
         "certificate_error": port.certificate_error,
+        "chain": [
+            {"role": key.role, "spki_pin": key.pin, "subject": key.subject} for key in port.chain
+        ],
     }
 
 

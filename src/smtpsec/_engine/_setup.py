@@ -39,7 +39,7 @@ from ..options import ConnectOptions, check_options
 from ..policy import DEFAULT_POLICY, Attempt, Plan, Policy, Security, is_loopback, select_plan
 from ..report import SecurityReport
 from ..sansio import ClientConnection, Extensions, ehlo_name
-from ..tls import TLSSessionCache, build_context
+from ..tls import TLSSessionCache, build_context, pin_candidates
 from ..transports import DEFAULT_HAPPY_EYEBALLS_DELAY, DIRECT, AnyTransport, Route, as_proxy
 from . import _phases
 from ._auth import authenticate
@@ -189,9 +189,9 @@ class Recipe:
             tls_sessions=sessions,
         )
 
-    def account(self, port: int) -> Account:
-        """The TLS-memory key for a connection to ``port``."""
-        return Account(user=self.username or "", host=self.host, port=port)
+    def account(self) -> Account:
+        """The TLS-memory key: the user at the host, the same on every port (RFC 8314 §5.2)."""
+        return Account(user=self.username or "", host=self.host)
 
     def guard(self, attempt: Attempt, *, remembered: bool) -> Guard:
         """The guard for one attempt, after its pre-connection check."""
@@ -236,11 +236,15 @@ def _route(opts: ConnectOptions) -> Route:
 
 
 def remembered(recipe: Recipe, attempt: Attempt) -> IO[bool]:
-    """The TLS-memory snapshot for this attempt (file I/O: offloaded under asyncio)."""
+    """The TLS-memory snapshot for this attempt (file I/O: offloaded under asyncio).
+
+    The snapshot is the account's, whatever the attempt's port: verified TLS
+    seen on one port of the host is expected on all of them.
+    """
     memory = recipe.policy.memory
     if memory is None:
         return False
-    return (yield from perform(Offload(partial(memory.requires_tls, recipe.account(attempt.port)))))
+    return (yield from perform(Offload(partial(memory.requires_tls, recipe.account()))))
 
 
 def connect_steps(recipe: Recipe) -> IO[Established]:
@@ -319,7 +323,9 @@ def establish(
     )
     pinned = False
     used: str | None = None
-    sessions = recipe.tls_sessions
+    # A resumed handshake verifies no chain, so there would be no CA keys to
+    # compare pins with (RFC 8314 §5.4): a pinned policy always does a full handshake.
+    sessions = None if policy.pins else recipe.tls_sessions
     context: ssl.SSLContext | None = None
     try:
         verify: Callable[[bytes], object] | None = None
@@ -382,11 +388,12 @@ def establish(
             Offload(
                 partial(
                     memory.record,
-                    recipe.account(attempt.port),
+                    recipe.account(),
                     mode=Security.IMPLICIT_TLS
                     if attempt.tls is Security.IMPLICIT_TLS
                     else Security.STARTTLS,
                     tls_version=info.version,
+                    port=attempt.port,
                 )
             )
         )
@@ -406,6 +413,7 @@ def establish(
         cipher=info.cipher if info else None,
         verified=bool(info and info.verified),
         spki_pin=info.spki_pin if info else None,
+        chain_pins=pin_candidates(info) if info else (),
         pinned=pinned,
         confidential=guard.confidential(info),
         authenticated_as=recipe.username if used else None,

@@ -6,6 +6,10 @@ SRV-ID, self-signed, client certificates) with EC P-256 keys, which are fast to
 generate. Normal leaves carry the extensions Python 3.13's
 ``VERIFY_X509_STRICT`` insists on (AKI, SKI, basicConstraints, keyUsage), so a
 failure in a test is always the one the fixture was built for.
+
+:meth:`CA.issue_intermediate` makes the chains public CAs use (root →
+intermediate → leaf): the server presents the leaf and the intermediates, the
+client trusts only the root, as in real deployments.
 """
 
 from __future__ import annotations
@@ -46,12 +50,24 @@ class LeafCert:
         cert_pem: the leaf certificate.
         key_pem: its private key (PKCS#8, unencrypted).
         issuer_pem: the certificate that signed it (the leaf itself when
-            self-signed); trust this to verify the leaf.
+            self-signed; an intermediate for a leaf of
+            :meth:`CA.issue_intermediate`'s CA).
+        intermediates_pem: the CA certificates between the leaf and the root,
+            issuer first, which a server sends after the leaf (empty when a
+            root signed the leaf).
+        root_pem: the root at the top of the chain: trust this to verify the
+            leaf (defaults to ``issuer_pem``).
     """
 
     cert_pem: bytes
     key_pem: bytes
     issuer_pem: bytes
+    intermediates_pem: bytes = b""
+    root_pem: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.root_pem:
+            object.__setattr__(self, "root_pem", self.issuer_pem)
 
     @property
     def self_signed(self) -> bool:
@@ -60,8 +76,15 @@ class LeafCert:
 
     @property
     def chain_pem(self) -> bytes:
-        """The leaf followed by its issuer, as a server presents them."""
-        return self.cert_pem if self.self_signed else self.cert_pem + self.issuer_pem
+        """The leaf, its intermediates and the root: the whole chain, leaf first."""
+        if self.self_signed:
+            return self.cert_pem
+        return self.cert_pem + self.intermediates_pem + self.root_pem
+
+    @property
+    def presented_pem(self) -> bytes:
+        """What a server sends: the leaf and its intermediates, never the root."""
+        return self.cert_pem + self.intermediates_pem
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -76,10 +99,7 @@ class LeafCert:
     @property
     def spki_sha256_pin(self) -> str:
         """The RFC 7469-style pin ``sha256/<base64>`` of the leaf's public key."""
-        spki = self.certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+        return _pin(self.certificate)
 
     def write(
         self, directory: str | os.PathLike[str], *, stem: str = "cert", chain: bool = True
@@ -89,7 +109,8 @@ class LeafCert:
         Args:
             directory: an existing directory.
             stem: file name stem; files are ``<stem>.pem`` and ``<stem>.key``.
-            chain: write leaf + issuer (``True``) or the leaf alone.
+            chain: write the whole chain, :attr:`chain_pem` (``True``), or the
+                leaf alone.
 
         Returns:
             ``(certfile, keyfile)``.
@@ -102,11 +123,13 @@ class LeafCert:
         return certfile, keyfile
 
     def load_into(self, ctx: ssl.SSLContext) -> None:
-        """Load this leaf and key into ``ctx`` (via a private temporary directory).
+        """Load this leaf, its intermediates and key into ``ctx`` (via a private
+        temporary directory).
 
-        Only the leaf is presented, as real servers do not send their root:
-        a client that does not trust the issuer then fails with "unable to get
-        local issuer certificate", the realistic unknown-root error.
+        The leaf and its intermediates are presented (:attr:`presented_pem`),
+        never the root, as real servers do: a client that does not trust the
+        root then fails with "unable to get local issuer certificate", the
+        realistic unknown-root error.
 
         Args:
             ctx: a server or client context that should present this certificate.
@@ -115,6 +138,7 @@ class LeafCert:
         # (mode 0700) and removed at once.
         with tempfile.TemporaryDirectory(prefix="smtpsec-cert-") as tmp:
             certfile, keyfile = self.write(tmp, chain=False)
+            certfile.write_bytes(self.presented_pem)
             ctx.load_cert_chain(certfile, keyfile)
 
     def server_context(
@@ -136,7 +160,7 @@ class LeafCert:
             request_client_cert: send a CertificateRequest (the client may
                 still present none: ``CERT_OPTIONAL``).
             client_ca: CA (or PEM) that client certificates must chain to;
-                defaults to this leaf's issuer.
+                defaults to this leaf's root.
 
         Returns:
             A ``PROTOCOL_TLS_SERVER`` context.
@@ -159,31 +183,46 @@ class LeafCert:
         self.load_into(ctx)
         if request_client_cert:
             ctx.verify_mode = ssl.CERT_OPTIONAL
-            cadata = client_ca.cert_pem if isinstance(client_ca, CA) else client_ca
-            ctx.load_verify_locations(cadata=(cadata or self.issuer_pem).decode("ascii"))
+            cadata = client_ca.root_pem if isinstance(client_ca, CA) else client_ca
+            ctx.load_verify_locations(cadata=(cadata or self.root_pem).decode("ascii"))
         return ctx
 
 
 class CA:
     """A throwaway certificate authority for tests and the demo.
 
+    A CA is a root (:meth:`create`) or an intermediate under one
+    (:meth:`issue_intermediate`). Trust always starts at the root:
+    :meth:`trust`, :meth:`client_context` and :meth:`write_cafile` use
+    :attr:`root_pem` for an intermediate too.
+
     Example:
         >>> ca = CA.create()
         >>> leaf = ca.issue("localhost", ips=("127.0.0.1",))
         >>> ctx = ca.client_context()
+        >>> sub = ca.issue_intermediate()
+        >>> rotated = sub.issue("localhost")  # chain: leaf, sub, then the root
     """
 
-    __slots__ = ("_cert", "_key")
+    __slots__ = ("_cert", "_key", "_parents")
 
-    def __init__(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(
+        self,
+        cert: x509.Certificate,
+        key: ec.EllipticCurvePrivateKey,
+        parents: tuple[x509.Certificate, ...] = (),
+    ) -> None:
         """Wrap an existing CA certificate and key (most callers use :meth:`create`).
 
         Args:
             cert: the CA certificate.
             key: its private key.
+            parents: for an intermediate, the certificates above it, its issuer
+                first and the root last; empty for a root.
         """
         self._cert = cert
         self._key = key
+        self._parents = parents
 
     @classmethod
     def create(cls, name: str = "smtpsec test CA") -> CA:
@@ -196,32 +235,52 @@ class CA:
             The new CA.
         """
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smtpsec.testing"),
-                x509.NameAttribute(NameOID.COMMON_NAME, name),
-            ]
-        )
+        subject = _ca_name(name)
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        now = _now()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _ONE_HOUR)
-            .not_valid_after(now + 10 * _ONE_YEAR)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_key_usage(cert_sign=True), critical=True)
-            .add_extension(ski, critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                critical=False,
-            )
-            .sign(key, hashes.SHA256())
-        )
+        cert = _ca_builder(subject, subject, key, ski, ten_years=True).sign(key, hashes.SHA256())
         return cls(cert, key)
+
+    def issue_intermediate(self, name: str = "smtpsec test intermediate CA") -> CA:
+        """Issue an intermediate CA under this one, valid for five years.
+
+        Leaves it issues chain to this CA's root; servers using them present
+        the leaf and the intermediates (:attr:`LeafCert.presented_pem`).
+
+        Args:
+            name: the intermediate's common name.
+
+        Returns:
+            The intermediate, itself a :class:`CA`.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_ski = self._cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        cert = _ca_builder(
+            _ca_name(name), self._cert.subject, key, issuer_ski.value, ten_years=False
+        ).sign(self._key, hashes.SHA256())
+        return CA(cert, key, (self._cert, *self._parents))
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this CA is a root (self-signed) rather than an intermediate."""
+        return not self._parents
+
+    @property
+    def root_pem(self) -> bytes:
+        """The root certificate at the top of this CA's chain, as PEM (its own for a root)."""
+        top = self._parents[-1] if self._parents else self._cert
+        return top.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def spki_sha256_pin(self) -> str:
+        """The ``sha256/<base64>`` pin of this CA's own public key."""
+        return _pin(self._cert)
+
+    def _intermediates_pem(self) -> bytes:
+        """What a server sends above a leaf of this CA: this CA and its parents, no root."""
+        if not self._parents:
+            return b""
+        chain = (self._cert, *self._parents[:-1])
+        return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -239,7 +298,7 @@ class CA:
         return _key_pem(self._key)
 
     def write_cafile(self, path: str | os.PathLike[str]) -> Path:
-        """Write the CA certificate to ``path`` (for ``cafile=`` options).
+        """Write the root certificate to ``path`` (for ``cafile=`` options).
 
         Args:
             path: the file to create or overwrite.
@@ -248,19 +307,19 @@ class CA:
             The path written.
         """
         target = Path(path)
-        target.write_bytes(self.cert_pem)
+        target.write_bytes(self.root_pem)
         return target
 
     def trust(self, ctx: ssl.SSLContext) -> None:
-        """Add this CA to the trust store of ``ctx``.
+        """Add this CA's root to the trust store of ``ctx``.
 
         Args:
             ctx: a client (or client-verifying server) context.
         """
-        ctx.load_verify_locations(cadata=self.cert_pem.decode("ascii"))
+        ctx.load_verify_locations(cadata=self.root_pem.decode("ascii"))
 
     def client_context(self) -> ssl.SSLContext:
-        """Return a verifying client context that trusts only this CA.
+        """Return a verifying client context that trusts only this CA's root.
 
         Returns:
             ``PROTOCOL_TLS_CLIENT`` with hostname checks and ``CERT_REQUIRED``.
@@ -360,6 +419,8 @@ class CA:
             cert_pem=cert.public_bytes(serialization.Encoding.PEM),
             key_pem=_key_pem(key),
             issuer_pem=self.cert_pem,
+            intermediates_pem=self._intermediates_pem(),
+            root_pem=self.root_pem,
         )
 
 
@@ -368,6 +429,50 @@ class CA:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _pin(cert: x509.Certificate) -> str:
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+def _ca_name(name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smtpsec.testing"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+
+
+def _ca_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_ski: x509.SubjectKeyIdentifier,
+    *,
+    ten_years: bool,
+) -> x509.CertificateBuilder:
+    """A CA certificate with the extensions VERIFY_X509_STRICT requires of one."""
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _ONE_HOUR)
+        .not_valid_after(now + (10 if ten_years else 5) * _ONE_YEAR)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
+            critical=False,
+        )
+    )
 
 
 def _validity(

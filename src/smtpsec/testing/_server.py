@@ -261,7 +261,7 @@ class SMTPServer:
             self._stopping.wait(_ABORT_RETRY)
 
     def client_context(self) -> ssl.SSLContext:
-        """Return a verifying client context that trusts this server's certificate issuer.
+        """Return a verifying client context that trusts the root of this server's certificate.
 
         Raises:
             ValueError: the server has no :class:`LeafCert` (plaintext, or
@@ -273,7 +273,7 @@ class SMTPServer:
                 "the client context from your own CA"
             )
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cadata=self.cert.issuer_pem.decode("ascii"))
+        ctx.load_verify_locations(cadata=self.cert.root_pem.decode("ascii"))
         return ctx
 
     # ------------------------------------------------------------------ threads
