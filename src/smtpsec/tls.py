@@ -182,7 +182,8 @@ class TLSSessionCache:
     (a policy builds its own contexts). Each session is handed out once
     (RFC 8446 §C.4: a TLS 1.3 ticket should not be reused); the connection
     that used it stores the one it was given. Safe to share between threads
-    and event loops.
+    and event loops. A policy with ``pins`` never resumes (a resumed
+    handshake verifies no chain to match CA pins against).
 
     Every pool keeps one on its own; pass ``tls_sessions=TLSSessionCache()``
     to :func:`smtpsec.connect` calls to share one between them, or
