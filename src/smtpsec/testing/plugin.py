@@ -36,7 +36,7 @@ class ServerFactory(Protocol):
         self,
         tls: Security | None = None,
         *,
-        cert: LeafCert | None = None,
+        cert: LeafCert | ssl.SSLContext | None = None,
         ca: CA | None = None,
         **options: Any,
     ) -> SMTPServer:
@@ -73,20 +73,20 @@ def smtpsec_server(smtpsec_ca: CA, smtpsec_cert: LeafCert) -> Iterator[ServerFac
         ...     srv = smtpsec_server(Security.STARTTLS, strip_starttls=True)
     """
     from smtpsec.modes import Security
-    from smtpsec.testing import SMTPServer
+    from smtpsec.testing import LeafCert, SMTPServer
 
     servers: list[SMTPServer] = []
 
     def start(
         tls: Security | None = None,
         *,
-        cert: LeafCert | None = None,
+        cert: LeafCert | ssl.SSLContext | None = None,
         ca: CA | None = None,
         **options: Any,
     ) -> SMTPServer:
         mode = Security.IMPLICIT_TLS if tls is None else tls
         leaf = cert if cert is not None else smtpsec_cert
-        if ca is None and leaf.issuer_pem == smtpsec_ca.cert_pem:
+        if ca is None and isinstance(leaf, LeafCert) and leaf.issuer_pem == smtpsec_ca.cert_pem:
             ca = smtpsec_ca  # so that srv.ca works for the fixture's own certificates
         server = SMTPServer(leaf, tls=mode, ca=ca, **options)
         servers.append(server)
