@@ -21,11 +21,13 @@ the conventions for people who write docs. In short:
   ``<!-- snippet: output -->``
       a ``text`` block holding the output of the block run just before it;
       it must match (see :func:`same_output`).
-  ``<!-- snippet: file -->`` / ``<!-- snippet: pytest -->``
+  ``<!-- snippet: file -->`` / ``<!-- snippet: pytest -->`` / ``<!-- snippet: script -->``
       a ``python`` block whose first line is a comment naming a path
       (``# myapp/alerts.py``): it is written there, in a scratch directory,
-      instead of being run; a ``pytest`` file is then run by pytest in a
-      subprocess, with smtpsec's plugin, as a user's test suite would be.
+      instead of being run in the page's namespace; a ``pytest`` file is then
+      run by pytest in a subprocess, with smtpsec's plugin, as a user's test
+      suite would be, and a ``script`` by ``python path`` in a subprocess (its
+      output can be checked by an ``output`` block).
 
 * Placeholders: the names in :data:`PLACEHOLDERS` (``app_password``, ``msg``,
   ``user``...) stand for the reader's own values. They are bound before a page
@@ -47,6 +49,7 @@ import doctest
 import email.message
 import inspect
 import io
+import logging
 import os
 import re
 import shlex
@@ -66,7 +69,9 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 #: The pages whose code blocks are tested.
 PAGES: Final = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 
-KINDS: Final = frozenset({"run", "typecheck", "skip", "output", "file", "pytest"})
+KINDS: Final = frozenset({"run", "typecheck", "skip", "output", "file", "pytest", "script"})
+#: Kinds whose block is a file of its own (the first line names its path).
+FILE_KINDS: Final = frozenset({"file", "pytest", "script"})
 #: The kinds that need a reason, and the block languages each one applies to.
 _NEEDS_REASON: Final = frozenset({"typecheck", "skip"})
 _LANGS: Final[dict[str, frozenset[str]]] = {
@@ -75,6 +80,7 @@ _LANGS: Final[dict[str, frozenset[str]]] = {
     "output": frozenset({"text", "console"}),
     "file": frozenset({"python"}),
     "pytest": frozenset({"python"}),
+    "script": frozenset({"python"}),
 }
 #: Languages that are code: run unless a marker says otherwise.
 CODE_LANGS: Final = frozenset({"python", "console"})
@@ -111,6 +117,7 @@ PLACEHOLDERS: Final[dict[str, tuple[str, Callable[[], object]]]] = {
     "pw": ("str", lambda: PASSWORD),
     "secret": ("str", lambda: PASSWORD),
     "user": ("str", lambda: "ann@example.com"),
+    "access_token": ("str", lambda: "placeholder-oauth-token"),
     "msg": ("_docs_email.EmailMessage", _message),
     "message": ("_docs_email.EmailMessage", _message),
     "msg1": ("_docs_email.EmailMessage", lambda: _message(1)),
@@ -122,6 +129,9 @@ PLACEHOLDERS: Final[dict[str, tuple[str, Callable[[], object]]]] = {
     "raw_message": ("bytes", lambda: _RAW),
     "sender": ("str", lambda: "ann@example.com"),
     "recipients": ("list[str]", lambda: ["bob@example.org"]),
+    # Django's EmailMessage objects (Django ships no types: Any to the checker).
+    "first_batch": ("list[_docs_typing.Any]", list),
+    "second_batch": ("list[_docs_typing.Any]", list),
 }
 
 
@@ -133,7 +143,7 @@ def placeholder_values() -> dict[str, object]:
 def prelude() -> str:
     """The placeholders declared for the type checker, as one line (it goes on line 1)."""
     names = "; ".join(f"{name}: {kind}" for name, (kind, _make) in PLACEHOLDERS.items())
-    return f"import email.message as _docs_email; {names}"
+    return f"import email.message as _docs_email; import typing as _docs_typing; {names}"
 
 
 # -------------------------------------------------------------------------- blocks
@@ -225,7 +235,9 @@ def parse_page(path: Path) -> Page:
         end = index + 1
         while end < len(lines) and not closing.match(lines[end]):
             end += 1
-        body = [line[indent:] if line[:indent].isspace() else line for line in lines[index + 1 : end]]
+        body = [
+            line[indent:] if line[:indent].isspace() else line for line in lines[index + 1 : end]
+        ]
         kind, reason = ("run", "") if marker is None else marker[1:]
         block = Block(path, index + 2, lang, "\n".join(body) + "\n", kind, reason)
         if marker is not None:
@@ -247,7 +259,7 @@ def _check_marker(where: str, block: Block) -> Iterator[str]:
         yield f"{where}: '{block.kind}' applies to {sorted(_LANGS[block.kind])} blocks"
     if block.kind in _NEEDS_REASON and not block.reason:
         yield f"{where}: '{block.kind}' must say why the block is not run"
-    if block.kind in ("file", "pytest"):
+    if block.kind in FILE_KINDS:
         try:
             block.path  # noqa: B018 - validates the first line
         except ValueError as exc:
@@ -342,8 +354,15 @@ class StandIn:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Sessions a page left in the process-wide pools end while the servers
+        # still listen (the logging handler and the Django backend use them).
+        smtpsec.Pool.close_shared()
         for server in self.servers.values():
             server.stop()
+
+    def messages(self) -> list[Any]:
+        """Every message the stand-in received, on either port."""
+        return [m for server in self.servers.values() for m in server.messages]
 
     def errors(self) -> list[BaseException]:
         """What the servers raised while serving (a bug in the test kit)."""
@@ -386,7 +405,11 @@ def _run_python(block: Block, namespace: dict[str, Any], loop: asyncio.AbstractE
         except Exception as exc:
             trace = "".join(traceback.format_exception(exc))
             raise _fail(block, f"raised {type(exc).__name__}\n{trace}") from exc
-    return out.getvalue()
+    printed = out.getvalue()
+    if "Traceback (most recent call last)" in printed:
+        # An error that was caught and printed (logging's handleError does so).
+        raise _fail(block, f"printed a traceback:\n{printed}")
+    return printed
 
 
 def _console_commands(block: Block) -> list[tuple[str, str]]:
@@ -452,23 +475,26 @@ def _smtpsec_path() -> str:
     return str(Path(smtpsec.__file__).resolve().parents[1])
 
 
-def _run_pytest(block: Block, scratch: Path) -> str:
+def _run_file(block: Block, scratch: Path) -> str:
+    """A ``pytest`` or ``script`` block, in a subprocess (the smtpsec under test)."""
     target = _write_file(block, scratch)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = os.pathsep.join(
         [str(scratch), _smtpsec_path(), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
+    if block.kind == "pytest":
+        # Only smtpsec's plugin (what the page relies on): the other plugins of
+        # this environment (hypothesis, xdist, ...) cost seconds to load.
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        command += ["-p", "smtpsec.testing.plugin", str(target)]
+    else:
+        command = [sys.executable, str(target)]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(target)],
-        cwd=scratch,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        command, cwd=scratch, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     if done.returncode != 0:
-        raise _fail(block, f"pytest failed:\n{done.stdout}\n{done.stderr}")
+        raise _fail(block, f"{block.kind} failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
 
@@ -482,6 +508,8 @@ def run_page(page: Page, scratch: Path) -> int:
     namespace: dict[str, Any] = {"__name__": "__docs__", **placeholder_values()}
     loop = asyncio.new_event_loop()
     ran, last_output, last_block = 0, None, None
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level  # a page may add a handler
     try:
         for block in page.blocks:
             if block.kind == "output":
@@ -500,13 +528,18 @@ def run_page(page: Page, scratch: Path) -> int:
                 last_output = _run_console(block)
             elif block.kind == "file":
                 _write_file(block, scratch)
-            elif block.kind == "pytest":
-                last_output = _run_pytest(block, scratch)
+            elif block.kind in ("pytest", "script"):
+                last_output = _run_file(block, scratch)
             else:
                 continue  # typecheck, skip: not run (the reason is on the page)
             ran += 1
     finally:
         loop.close()
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(level)
     return ran
 
 
@@ -551,10 +584,11 @@ class TypeCheck:
     checked: int
 
 
-def type_check(pages: list[Page], scratch: Path) -> TypeCheck:
+def type_check(pages: list[Page], scratch: Path, *, cache: Path | None = None) -> TypeCheck:
     """Run ``mypy --strict`` over every page's module and its ``file``/``pytest`` blocks.
 
     Error locations are rewritten to the pages' own (``docs/x.md:LINE``).
+    ``cache`` is mypy's cache directory (a fresh one under ``scratch`` if not given).
     """
     modules = scratch / "pages"
     files = scratch / "files"
@@ -573,11 +607,11 @@ def type_check(pages: list[Page], scratch: Path) -> TypeCheck:
             targets.append(str(module))
             checked += len(page.python())
         for block in page.blocks:
-            if block.kind in ("file", "pytest"):
+            if block.kind in FILE_KINDS:
                 written = _write_file(block, files)
                 where[str(written.relative_to(scratch))] = page.name
                 checked += 1
-                if block.kind == "pytest":
+                if block.kind != "file":  # a plain file is checked where it is imported
                     targets.append(str(written))
     config = scratch / "mypy.ini"
     config.write_text(_MYPY_CONFIG, encoding="utf-8")
@@ -590,7 +624,7 @@ def type_check(pages: list[Page], scratch: Path) -> TypeCheck:
             "--config-file",
             str(config),
             "--cache-dir",
-            str(scratch / ".mypy_cache"),
+            str(cache if cache is not None else scratch / ".mypy_cache"),
             "--no-error-summary",
             "--hide-error-context",
             *targets,
