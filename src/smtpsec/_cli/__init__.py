@@ -276,7 +276,7 @@ def _run_discover(args: argparse.Namespace) -> int:
             import dns.resolver
         except ImportError as exc:
             raise CapabilityError(
-                "SRV discovery needs dnspython: pip install 'smtpsec[dns]'"
+                "SRV discovery needs dnspython: pip install dnspython (smtpsec's 'dns' extra)"
             ) from exc
         address, _, port = args.nameserver.partition(":")
         resolver = dns.resolver.Resolver(configure=False)
