@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import smtpsec
+from smtpsec.policy import DEFAULT_POLICY
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 #: The pages whose code blocks are tested.
@@ -318,6 +319,10 @@ class StandIn:
     ``socket.getaddrinfo`` answers for that one name (and only for ports 465
     and 587), and ``certifi.where()`` names a file holding only the throwaway
     CA, so the client verifies the certificate exactly as it would a real one.
+    The TLS contexts of ``DEFAULT_POLICY`` (shared by every connection that
+    names no policy, and built once) are set aside while the stand-in runs, so
+    a page's connections trust the stand-in's CA and the rest of the test run
+    never does.
     """
 
     HOST: Final = "smtp.example.com"
@@ -349,6 +354,8 @@ class StandIn:
         monkeypatch.setattr(certifi, "where", lambda: str(bundle))
 
     def __enter__(self) -> StandIn:
+        self._contexts = dict(DEFAULT_POLICY._contexts)
+        DEFAULT_POLICY._contexts.clear()  # built again, from the stand-in's CA
         for server in self.servers.values():
             server.start()
         return self
@@ -359,6 +366,8 @@ class StandIn:
         smtpsec.Pool.close_shared()
         for server in self.servers.values():
             server.stop()
+        DEFAULT_POLICY._contexts.clear()
+        DEFAULT_POLICY._contexts.update(self._contexts)
 
     def messages(self) -> list[Any]:
         """Every message the stand-in received, on either port."""

@@ -25,6 +25,9 @@ from _snippets import (
     type_check,
 )
 
+from smtpsec.policy import DEFAULT_POLICY
+from smtpsec.tls import build_context
+
 _PARSED = all_pages()
 _RUNNABLE = [
     page for page in _PARSED if any(b.kind in ("run", "pytest", "script") for b in page.blocks)
@@ -194,6 +197,17 @@ def test_stand_in_still_verifies_certificates(
         )
         with pytest.raises(SnippetFailed, match="raised CertificateError"):
             run_page(page, tmp_path)
+
+
+def test_stand_in_sets_the_default_trust_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default context (built once per process) trusts the stand-in only inside it."""
+    before = build_context(DEFAULT_POLICY)
+    with StandIn(monkeypatch, tmp_path):
+        inside = build_context(DEFAULT_POLICY)
+        assert inside is not before
+    assert build_context(DEFAULT_POLICY) is before
 
 
 def test_engine_runs_console_commands_and_checks_their_output(
