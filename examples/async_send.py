@@ -95,13 +95,14 @@ def main() -> int:
     user, password = "news@example.test", "demo-password"
     recipients = ["ann@example.test", "bob@example.test", "gone@example.test", "eve@example.test"]
     refuse = {"gone@example.test": (550, "5.1.1 mailbox unavailable")}
-    with SMTPServer(
-        tls=Security.IMPLICIT_TLS, users={user: password}, refuse_recipients=refuse
-    ) as server:
-        assert server.ca is not None  # the server made a throwaway CA for itself
-        with tempfile.TemporaryDirectory() as tmp:
-            cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
-            asyncio.run(send("localhost", server.port, user, password, recipients, str(cafile)))
+    with (
+        SMTPServer(
+            tls=Security.IMPLICIT_TLS, users={user: password}, refuse_recipients=refuse
+        ) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
+        asyncio.run(send("localhost", server.port, user, password, recipients, str(cafile)))
     print(
         f"the test server accepted {len(server.messages)} messages "
         f"on {len(server.connections)} connections"

@@ -131,11 +131,12 @@ def main() -> int:
     user, password = "app@example.test", "demo-password"
     # The test server listens on an ephemeral port; tls=Security.STARTTLS pairs with
     # EMAIL_USE_TLS (required STARTTLS), which the script picks for any port but 465.
-    with SMTPServer(tls=Security.STARTTLS, users={user: password}) as server:
-        assert server.ca is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
-            send("localhost", server.port, user, password, "ops@example.test", str(cafile))
+    with (
+        SMTPServer(tls=Security.STARTTLS, users={user: password}) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")  # the server's own CA
+        send("localhost", server.port, user, password, "ops@example.test", str(cafile))
     (message,) = server.messages
     print(f"the test server received a message for {', '.join(message.recipients)}")
     return 0

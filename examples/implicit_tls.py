@@ -67,11 +67,13 @@ def main() -> int:
         return 0
 
     user, password = "ann@example.test", "demo-password"
-    with SMTPServer(tls=Security.IMPLICIT_TLS, users={user: password}) as server:
-        assert server.ca is not None  # the server made a throwaway CA for itself
-        with tempfile.TemporaryDirectory() as tmp:
-            cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
-            send("localhost", server.port, user, password, "bob@example.test", str(cafile))
+    with (
+        SMTPServer(tls=Security.IMPLICIT_TLS, users={user: password}) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        # The server made a throwaway CA for itself: trust exactly that one.
+        cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
+        send("localhost", server.port, user, password, "bob@example.test", str(cafile))
     print(f"the test server received {len(server.messages)} message(s)")
     return 0
 

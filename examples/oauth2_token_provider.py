@@ -124,22 +124,23 @@ def main() -> int:
     provider = CachedToken(fetch)
     # One server offering each token mechanism; the provider is shared.
     for mechanism in ("OAUTHBEARER", "XOAUTH2"):
-        with SMTPServer(
-            tls=Security.IMPLICIT_TLS, auth_mechanisms=(mechanism,), tokens={user: issued}
-        ) as server:
-            assert server.ca is not None
-            with tempfile.TemporaryDirectory() as tmp:
-                cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
-                # An ephemeral port is not 465: name the mode instead of AUTO.
-                send(
-                    "localhost",
-                    server.port,
-                    user,
-                    provider,
-                    "bob@example.test",
-                    str(cafile),
-                    security=smtpsec.Security.IMPLICIT_TLS,
-                )
+        with (
+            SMTPServer(
+                tls=Security.IMPLICIT_TLS, auth_mechanisms=(mechanism,), tokens={user: issued}
+            ) as server,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
+            # An ephemeral port is not 465: name the mode instead of AUTO.
+            send(
+                "localhost",
+                server.port,
+                user,
+                provider,
+                "bob@example.test",
+                str(cafile),
+                security=smtpsec.Security.IMPLICIT_TLS,
+            )
     print(
         f"two connections, {fetches} token fetches: the first token was refused, "
         "refreshed once, and the second connection used the cached one"

@@ -78,14 +78,15 @@ def main() -> int:
     user, password = "news@example.test", "demo-password"
     recipients = ["ann@example.test", "gone@example.test", "bob@example.test"]
     refuse = {"gone@example.test": (550, "5.1.1 mailbox unavailable")}
-    with SMTPServer(
-        tls=Security.STARTTLS, users={user: password}, refuse_recipients=refuse
-    ) as server:
-        assert server.ca is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
-            # An ephemeral port is not 465, so Security.AUTO requires STARTTLS.
-            send("localhost", server.port, user, password, recipients, str(cafile))
+    with (
+        SMTPServer(
+            tls=Security.STARTTLS, users={user: password}, refuse_recipients=refuse
+        ) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
+        # An ephemeral port is not 465, so Security.AUTO requires STARTTLS.
+        send("localhost", server.port, user, password, recipients, str(cafile))
     print(f"the test server accepted {len(server.messages)} of {len(recipients)} messages")
     return 0
 

@@ -72,7 +72,6 @@ def main() -> int:
     with SMTPServer(
         tls=Security.STARTTLS, users={user: password}, pre_tls_auth=("PLAIN",)
     ) as server:
-        assert server.ca is not None
         with tempfile.TemporaryDirectory() as tmp:
             cafile = server.ca.write_cafile(Path(tmp) / "test-ca.pem")
             send("localhost", server.port, user, password, "bob@example.test", str(cafile))

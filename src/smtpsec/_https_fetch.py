@@ -220,7 +220,7 @@ def _handshake(
         # whatever address the opener connected to.
         return context.wrap_socket(raw, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
-        detail = exc.verify_message or str(exc)
+        detail = (exc.verify_message or str(exc)).rstrip(" .")
         raise CertificateError(
             f"the HTTPS certificate of {host} failed verification ({detail}), so the "
             f"autoconfig document at {url} was not read; configure the mail server by "

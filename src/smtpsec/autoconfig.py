@@ -104,7 +104,8 @@ _AUTH_HINTS: Final[dict[str, tuple[str, ...]]] = {
     "ntlm": ("NTLM",),
 }
 _DEFUSEDXML_MISSING: Final = (
-    "autoconfig discovery needs defusedxml to parse XML safely: pip install 'smtpsec[autoconfig]'"
+    "autoconfig discovery needs defusedxml to parse XML safely: pip install defusedxml "
+    "(smtpsec's 'autoconfig' extra)"
 )
 
 

@@ -69,7 +69,9 @@ _SERVICES: Final[tuple[tuple[SRVService, Security], ...]] = (
     (SUBMISSION_SERVICE, Security.STARTTLS),
 )
 _SERVICE_RANK: Final[dict[str, int]] = {name: rank for rank, (name, _) in enumerate(_SERVICES)}
-_DNSPYTHON_MISSING: Final = "SRV discovery needs dnspython: pip install 'smtpsec[dns]'"
+_DNSPYTHON_MISSING: Final = (
+    "SRV discovery needs dnspython: pip install dnspython (smtpsec's 'dns' extra)"
+)
 
 
 def discover(
@@ -222,7 +224,7 @@ def _require_defusedxml() -> None:
     except ImportError as exc:
         raise CapabilityError(
             "autoconfig discovery needs defusedxml to parse XML safely: "
-            "pip install 'smtpsec[autoconfig]'"
+            "pip install defusedxml (smtpsec's 'autoconfig' extra)"
         ) from exc
 
 

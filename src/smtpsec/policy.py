@@ -18,7 +18,7 @@ from typing import Final
 from typing_extensions import assert_never
 
 from ._types import SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT
-from .errors import PolicyError
+from .errors import InvalidArgumentError, PolicyError
 from .memory import TLSMemory
 from .modes import Security
 
@@ -32,6 +32,7 @@ __all__ = [
     "Security",
     "is_loopback",
     "select_plan",
+    "split_host_port",
 ]
 
 
@@ -222,6 +223,63 @@ def is_loopback(host: str) -> bool:
 #: TLS context (certifi's trust store, tens of milliseconds and hundreds of KiB
 #: to load) is built once per process, not once per connection.
 DEFAULT_POLICY: Final = Policy()
+
+
+def split_host_port(
+    host: str, port: int | None, *, host_name: str = "host", port_name: str = "port="
+) -> tuple[str, int | None]:
+    """Accept ``"host:port"`` (as smtplib does) and return the host and the one port.
+
+    ``"smtp.example.com:587"`` and ``"[2001:db8::1]:587"`` carry a port;
+    ``"smtp.example.com"``, ``"[::1]"`` and a bare IPv6 literal such as ``"::1"``
+    do not (a bare literal's colons are the address's own). A port in ``host``
+    and a ``port`` argument must agree: which of two different ports was meant
+    cannot be guessed. Pure: no I/O.
+
+    Args:
+        host: the host as the caller wrote it.
+        port: the port argument, or ``None``.
+        host_name: how the caller's API names the host, for messages (the CLI
+            says ``--host``).
+        port_name: how it names the port, followed by where the number goes
+            (``port=``; the CLI says ``--port``).
+
+    Returns:
+        ``(host, port)``; the host keeps its brackets (``"[::1]"``).
+
+    Raises:
+        InvalidArgumentError: the port part is not a number, a bracket is not
+            closed, or the two ports disagree.
+    """
+    if host.startswith("["):
+        name, bracket, rest = host.partition("]")
+        name += bracket
+        if not bracket or (rest and not rest.startswith(":")):
+            raise InvalidArgumentError(
+                f"{host_name} {host!r} is not an address literal: write an IPv6 address "
+                f"as [address] and the port as {port_name}N"
+            )
+        tail = rest[1:] if rest else None
+    elif host.count(":") == 1:
+        name, _, tail = host.partition(":")
+    else:
+        return host, port  # a name, or a bare IPv6 literal: no port in it
+    if tail is None:
+        return host, port
+    if not name.strip("[]"):
+        raise InvalidArgumentError(f"{host_name} {host!r} names no host")
+    if not (tail.isascii() and tail.isdigit()):
+        raise InvalidArgumentError(
+            f"{host_name} {host!r} does not end in a port number; give the host alone "
+            f"and the port as {port_name}N"
+        )
+    given = int(tail)
+    if port is not None and port != given:
+        raise InvalidArgumentError(
+            f"{host_name} {host!r} names port {given}, but {port_name}{port} was given "
+            "too; give the port only once"
+        )
+    return name, given
 
 
 def select_plan(host: str, port: int | None, security: Security) -> Plan:

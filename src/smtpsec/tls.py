@@ -458,7 +458,8 @@ def translate_ssl_error(
     ``advice`` words the fix for the caller's API.
     """
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or str(exc)
+        # OpenSSL's text may end with a full stop; the fix follows after "; ".
+        detail = (exc.verify_message or str(exc)).rstrip(" .")
         lowered = detail.lower()
         if "expired" in lowered:
             fix = "the server must renew its certificate; check the clock of this machine too"

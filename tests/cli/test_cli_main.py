@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,11 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert "refused: CertificateError" in out
     assert "AUTH attempts: 0; password on the wire: no" in out
     assert "UNEXPECTED" not in out
+    # Sentences joined from several sources read as one: no ".;" or "..".
+    # (The OpenSSL text "...for 'localhost'." used to be followed by "; connect using".)
+    assert "not valid for 'localhost'; connect using a name listed" in out
+    # "password=..." is the demo's own ellipsis; any other doubled mark is a seam.
+    assert not re.search(r"[.;,:][.;,:]", out.replace("...", "")), out
 
 
 def test_demo_reports_a_step_that_misbehaves(

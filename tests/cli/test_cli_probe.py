@@ -387,3 +387,25 @@ def test_probe_shows_no_chain_pins_for_an_unverified_chain(
     assert "chain pins        not shown: the chain did not verify" in out
     _code, report = _json(capsys, *args)
     assert report["ports"][0]["chain"] == []
+
+
+def test_host_with_a_port_probes_that_port(
+    smtpsec_server: Any, cafile: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``probe HOST:PORT`` is ``probe HOST --port PORT`` (as smtplib reads ``host:port``)."""
+    srv = smtpsec_server(Security.IMPLICIT_TLS)
+    code, report = _json(capsys, f"localhost:{srv.port}", "--mode", "implicit", "--cafile", cafile)
+    assert code == 0
+    assert report["host"] == "localhost"
+    assert [p["port"] for p in report["ports"]] == [srv.port]
+    _only_safe_verbs(srv)
+
+
+def test_host_and_port_that_disagree_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "localhost:2525", "--port", "587")
+    assert code == 2
+    assert out == ""
+    assert err == (
+        "smtpsec: error: HOST 'localhost:2525' names port 2525, but --port 587 was given "
+        "too; give the port only once\n"
+    )

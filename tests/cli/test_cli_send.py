@@ -303,3 +303,143 @@ def test_interrupt_exits_130(
 def test_bad_option_values(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the envelope
+# Without --from/--to the envelope comes from the headers, by the library's rule
+# (Sender or From; To, Cc and Bcc), and the Bcc header is not transmitted.
+
+HEADERS_ONLY = (
+    b"From: Ann <ann@example.test>\r\n"
+    b"To: Bob <bob@example.test>\r\n"
+    b"Cc: carol@example.test\r\n"
+    b"Bcc: dave@example.test\r\n"
+    b"Subject: envelope from the headers\r\n"
+    b"\r\n"
+    b"Hello.\r\n"
+)
+
+
+def _send_args(server: Any, cafile: str, *extra: str) -> list[str]:
+    return ["send", "--host", "localhost", "--port", str(server.port), "--cafile", cafile, *extra]
+
+
+def test_envelope_from_the_headers(
+    smtpsec_server: Any, cafile: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    eml = tmp_path / "headers.eml"
+    eml.write_bytes(HEADERS_ONLY)
+    srv = smtpsec_server(Security.STARTTLS)
+    code = main(_send_args(srv, cafile, str(eml)))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (msg,) = srv.messages
+    assert msg.sender == "ann@example.test"
+    assert msg.recipients == ("bob@example.test", "carol@example.test", "dave@example.test")
+    assert b"dave@example.test" not in msg.data  # Bcc: envelope only, never a header
+    assert b"Subject: envelope from the headers" in msg.data
+    assert "accepted         bob@example.test, carol@example.test, dave@example.test" in out
+
+
+def test_only_the_missing_half_comes_from_the_headers(
+    smtpsec_server: Any, cafile: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    eml = tmp_path / "headers.eml"
+    eml.write_bytes(HEADERS_ONLY)
+    srv = smtpsec_server(Security.STARTTLS)
+    assert main(_send_args(srv, cafile, "--to", "erin@example.test", str(eml))) == 0
+    assert main(_send_args(srv, cafile, "--from", "bounce@example.test", str(eml))) == 0
+    first, second = srv.messages
+    assert (first.sender, first.recipients) == ("ann@example.test", ("erin@example.test",))
+    assert second.sender == "bounce@example.test"
+    assert second.recipients == ("bob@example.test", "carol@example.test", "dave@example.test")
+    capsys.readouterr()
+
+
+def test_with_both_the_file_goes_as_it_is(smtpsec_server: Any, cafile: str, eml: str) -> None:
+    srv = smtpsec_server(Security.STARTTLS)
+    assert main(_base(srv, cafile, eml)) == 0
+    assert srv.messages[0].data == MESSAGE  # byte for byte: nothing parsed or added
+
+
+@pytest.mark.parametrize(
+    ("message", "extra", "words"),
+    [
+        (b"To: b@example.test\r\n\r\nx\r\n", [], "has no Sender or From header; pass --from"),
+        (b"From: a@example.test\r\n\r\nx\r\n", [], "has no To, Cc or Bcc header; pass --to"),
+        (b"To: b@example.test\r\n\r\nx\r\n", ["--to", "c@example.test"], "pass --from"),
+        (
+            b"Resent-Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+            b"Resent-Date: Tue, 2 Jan 2024 00:00:00 +0000\r\nFrom: a@example.test\r\n\r\nx\r\n",
+            [],
+            "several Resent- header blocks; pass --from and --to",
+        ),
+    ],
+)
+def test_missing_headers_are_usage_errors_before_connecting(
+    smtpsec_server: Any,
+    cafile: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    message: bytes,
+    extra: list[str],
+    words: str,
+) -> None:
+    eml = tmp_path / "bare.eml"
+    eml.write_bytes(message)
+    srv = smtpsec_server(Security.STARTTLS)
+    assert main(_send_args(srv, cafile, *extra, str(eml))) == 2
+    err = capsys.readouterr().err
+    assert words in err
+    assert "sender=" not in err  # the CLI's words, not the library's
+    assert err.count("\n") == 1
+    assert srv.connections == []
+
+
+def test_help_says_where_the_envelope_comes_from(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["send", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: FILE's Sender or From header" in text
+    assert "default: FILE's To, Cc and Bcc headers" in text
+    assert "With --from and --to, FILE is sent exactly as it is" in text
+
+
+# --------------------------------------------------------------------------- host:port
+
+
+def test_host_with_a_port(
+    smtpsec_server: Any, cafile: str, eml: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    srv = smtpsec_server(Security.STARTTLS)
+    args = ["send", "--host", f"localhost:{srv.port}", "--cafile", cafile, eml]
+    assert main(args) == 0
+    assert f"submission hop   localhost:{srv.port}" in capsys.readouterr().out
+    assert len(srv.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "words"),
+    [
+        ("localhost:PORT", "587", "--host 'localhost:PORT' names port PORT, but --port 587"),
+        ("localhost:smtp", None, "--host 'localhost:smtp' does not end in a port number"),
+        ("localhost:99999", None, "port 99999 is out of range"),
+    ],
+)
+def test_host_with_a_port_refused_before_connecting(
+    smtpsec_server: Any,
+    cafile: str,
+    eml: str,
+    capsys: pytest.CaptureFixture[str],
+    host: str,
+    port: str | None,
+    words: str,
+) -> None:
+    srv = smtpsec_server(Security.STARTTLS)
+    host = host.replace("PORT", str(srv.port))
+    args = ["send", "--host", host, *(["--port", port] if port else []), "--cafile", cafile, eml]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words.replace("PORT", str(srv.port)) in err
+    assert "port=" not in err  # CLI words only
+    assert err.count("\n") == 1
+    assert srv.connections == []

@@ -24,14 +24,12 @@ from smtpsec.testing import CA, SMTPServer
 def server(request: pytest.FixtureRequest) -> Iterator[SMTPServer]:
     ca = CA.create()
     leaf = ca.issue("localhost", ips=("127.0.0.1",))
-    srv = SMTPServer(leaf, tls=Security.IMPLICIT_TLS, max_version=request.param).start()
-    srv.ca = ca
+    srv = SMTPServer(leaf, ca=ca, tls=Security.IMPLICIT_TLS, max_version=request.param).start()
     yield srv
     srv.stop()
 
 
 def _policy(srv: SMTPServer) -> smtpsec.Policy:
-    assert srv.ca is not None
     return smtpsec.Policy(cadata=srv.ca.cert_pem.decode())
 
 

@@ -22,6 +22,7 @@ def test_fixtures_give_a_working_ca_cert_and_server(
     srv = smtpsec_server(Security.STARTTLS, users={"ann": "pw"})
     assert isinstance(srv, SMTPServer)
     assert srv.cert is smtpsec_cert
+    assert srv.ca is smtpsec_ca  # the fixture's server knows its CA
     with smtplib.SMTP("localhost", srv.port) as client:
         client.starttls(context=smtpsec_client_context)
         client.login("ann", "pw")
@@ -33,6 +34,12 @@ def test_fixtures_give_a_working_ca_cert_and_server(
 def test_factory_accepts_another_cert_and_stops_servers(smtpsec_server, smtpsec_ca: CA) -> None:
     expired = smtpsec_ca.issue("localhost", not_after=smtpsec_ca.certificate.not_valid_before_utc)
     srv = smtpsec_server(cert=expired)
+    assert srv.ca is smtpsec_ca  # issued by the session CA, so it is known
+    stranger = smtpsec_server(cert=CA.self_signed("localhost"))
+    with pytest.raises(ValueError, match="without the CA"):
+        stranger.ca  # noqa: B018 - the property is the test
+    other = CA.create("another CA")
+    assert smtpsec_server(cert=other.issue("localhost"), ca=other).ca is other
     with pytest.raises(ssl.SSLCertVerificationError):
         smtplib.SMTP_SSL("localhost", srv.port, context=smtpsec_ca.client_context(), timeout=10)
     plain = smtpsec_server(Security.PLAINTEXT)

@@ -156,8 +156,8 @@ def test_verifying_client_rejects_plaintext_on_an_implicit_port(leaf: LeafCert, 
 
 def test_default_server_builds_its_own_ca() -> None:
     with SMTPServer() as srv:
-        assert srv.ca is not None
         assert srv.cert is not None
+        assert srv.cert.issuer_pem == srv.ca.cert_pem
         with smtplib.SMTP_SSL("127.0.0.1", srv.port, context=srv.client_context()) as client:
             assert client.noop()[0] == 250
         assert "IMPLICIT_TLS" in repr(srv)
@@ -565,3 +565,38 @@ def test_advertised_lists_per_phase() -> None:
     stripped = script.replace(strip_starttls=True)
     assert stripped.advertised(starttls_mode=True, tls_active=False) == ("AUTH LOGIN",)
     assert Script(auth_mechanisms=()).offered_mechanisms(starttls_mode=False, tls_active=True) == ()
+
+
+def test_ca_is_the_issuer_and_trusting_it_verifies() -> None:
+    """``srv.ca`` is non-optional: what a client under test trusts, typed as ``CA``."""
+    with SMTPServer(tls=Security.STARTTLS) as srv:
+        ctx = srv.ca.client_context()
+        with smtplib.SMTP("localhost", srv.port, timeout=10) as client:
+            client.starttls(context=ctx)
+            assert client.noop()[0] == 250
+
+
+def test_ca_given_with_no_cert_issues_the_leaf(ca: CA) -> None:
+    srv = SMTPServer(ca=ca)
+    assert srv.ca is ca
+    assert srv.cert is not None and srv.cert.issuer_pem == ca.cert_pem
+
+
+def test_ca_given_with_its_cert(leaf: LeafCert, ca: CA) -> None:
+    assert SMTPServer(leaf, ca=ca).ca is ca
+
+
+def test_ca_that_did_not_issue_the_cert_is_refused(leaf: LeafCert) -> None:
+    with pytest.raises(ValueError, match="did not issue"):
+        SMTPServer(leaf, ca=CA.create("another CA"))
+
+
+def test_ca_unknown_says_what_to_pass(leaf: LeafCert) -> None:
+    srv = SMTPServer(leaf)
+    with pytest.raises(ValueError, match=r"cert= without the CA.*ca=ca"):
+        srv.ca  # noqa: B018 - the property is the test
+
+
+def test_plaintext_server_has_no_ca() -> None:
+    with pytest.raises(ValueError, match="PLAINTEXT server has no certificate"):
+        SMTPServer(tls=Security.PLAINTEXT).ca  # noqa: B018 - the property is the test

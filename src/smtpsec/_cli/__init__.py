@@ -16,27 +16,31 @@ Errors are printed as one line on stderr, without a traceback unless
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import json
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Sequence
+from email.message import EmailMessage
 from typing import BinaryIO, Final
 
 from .._advice import CLI
-from .._engine import Recipe, connect_steps, emit, run_sync
+from .._engine import Recipe, connect_steps, emit, envelope_from_headers, run_sync
 from .._version import __version__
 from ..client import Session
 from ..errors import (
     AuthenticationError,
     CapabilityError,
+    InvalidArgumentError,
     PolicyError,
     RecipientsRefused,
     ReplyError,
     SMTPSecError,
 )
-from ..policy import DEFAULT_POLICY, Policy, Security
+from ..policy import DEFAULT_POLICY, Policy, Security, split_host_port
 from ..tls import build_context
 from ..transports import Proxy
 
@@ -119,7 +123,11 @@ def _parser() -> argparse.ArgumentParser:
         "TLS on 465, STARTTLS on 587 (and 25), TLS versions, certificate, AUTH before and "
         "after TLS, extensions. Exit code 0 PASS, 1 WARN, 2 FAIL.",
     )
-    probe.add_argument("host", metavar="HOST", help="the server name certificates must match")
+    probe.add_argument(
+        "host",
+        metavar="HOST",
+        help="the server name certificates must match (HOST:PORT means --port PORT)",
+    )
     probe.add_argument("--port", type=_port, help="probe only this port (default: 465, 587 and 25)")
     probe.add_argument(
         "--mode",
@@ -160,10 +168,16 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         help="send a message file over verified TLS and print the security report",
         description="Send FILE (an RFC 5322 message; '-' reads stdin) and print the "
-        "security report. Passwords are never taken as an argument value: use "
-        "--password-env or --password-stdin. Exit code 1 when the server refuses.",
+        "security report. With --from and --to, FILE is sent exactly as it is. Without "
+        "them, the envelope comes from FILE's headers, as smtpsec.connect().send() takes it "
+        "from an EmailMessage: the sender from Sender or From, the recipients from To, Cc "
+        "and Bcc; the Bcc header is then removed, and Date and Message-ID are added when "
+        "missing. Passwords are never taken as an argument value: use --password-env or "
+        "--password-stdin. Exit code 1 when the server refuses.",
     )
-    send.add_argument("--host", required=True, help="the submission server")
+    send.add_argument(
+        "--host", required=True, help="the submission server (HOST, or HOST:PORT for --port)"
+    )
     send.add_argument("--port", type=_port, help="465 (implicit TLS) or 587 (STARTTLS)")
     send.add_argument(
         "--security",
@@ -172,15 +186,17 @@ def _parser() -> argparse.ArgumentParser:
         help="how TLS starts (default auto: never cleartext)",
     )
     send.add_argument(
-        "--from", dest="sender", required=True, metavar="ADDR", help="envelope sender"
+        "--from",
+        dest="sender",
+        metavar="ADDR",
+        help="envelope sender (default: FILE's Sender or From header)",
     )
     send.add_argument(
         "--to",
         dest="recipients",
         action="append",
-        required=True,
         metavar="ADDR",
-        help="envelope recipient (repeat for more)",
+        help="envelope recipient, repeat for more (default: FILE's To, Cc and Bcc headers)",
     )
     send.add_argument("--user", help="user name for SMTP AUTH")
     send.add_argument(
@@ -272,7 +288,7 @@ def _run_discover(args: argparse.Namespace) -> int:
             import dns.resolver
         except ImportError as exc:
             raise CapabilityError(
-                "SRV discovery needs dnspython: pip install 'smtpsec[dns]'"
+                "SRV discovery needs dnspython: pip install dnspython (smtpsec's 'dns' extra)"
             ) from exc
         address, _, port = args.nameserver.partition(":")
         resolver = dns.resolver.Resolver(configure=False)
@@ -350,6 +366,31 @@ def _proxy(args: argparse.Namespace) -> Proxy | None:
     return proxy
 
 
+def _envelope(
+    file: BinaryIO, args: argparse.Namespace
+) -> tuple[BinaryIO | EmailMessage, str, list[str]]:
+    """What to send and to whom: FILE as it is, or parsed when its headers give the envelope.
+
+    The headers are read by the same rule as the library's (``envelope_from_headers``),
+    so a missing header can be reported here, in command-line words, before connecting.
+    """
+    if args.sender is not None and args.recipients is not None:
+        return file, args.sender, args.recipients
+    message = email.message_from_binary_file(file, policy=email.policy.default)
+    try:
+        sender, recipients = envelope_from_headers(message)
+    except InvalidArgumentError:
+        raise _UsageError(
+            f"{args.file} has several Resent- header blocks; pass --from and --to"
+        ) from None
+    if args.sender is None and not sender:
+        raise _UsageError(f"{args.file} has no Sender or From header; pass --from ADDR")
+    if args.recipients is None and not recipients:
+        raise _UsageError(f"{args.file} has no To, Cc or Bcc header; pass --to ADDR")
+    chosen_sender = sender if args.sender is None else args.sender
+    return message, chosen_sender, recipients if args.recipients is None else args.recipients
+
+
 def _run_send(args: argparse.Namespace) -> int:
     password = _password(args)
     if (password is None) != (args.user is None):
@@ -374,6 +415,7 @@ def _run_send(args: argparse.Namespace) -> int:
     )
     message = _open_message(args.file)
     try:
+        outgoing, sender, recipients = _envelope(message, args)
         try:
             established = run_sync(connect_steps(recipe))
         finally:
@@ -381,7 +423,7 @@ def _run_send(args: argparse.Namespace) -> int:
         with Session(established) as session:
             print(session.report)
             try:
-                result = session.send(message, sender=args.sender, recipients=args.recipients)
+                result = session.send(outgoing, sender=sender, recipients=recipients)
             except RecipientsRefused as exc:
                 for rcpt, (code, _enh, text) in exc.refused.items():
                     print(f"refused          {rcpt}: {code} {text}")
@@ -398,6 +440,25 @@ def _run_send(args: argparse.Namespace) -> int:
 
 
 _COMMANDS: Final = {"demo": _run_demo, "probe": _run_probe, "send": _run_send}
+
+
+def _split_host(args: argparse.Namespace) -> None:
+    """Take a port written into the host (``--host H:587``, ``probe H:587``), before any I/O.
+
+    The rule is the library's (:func:`smtpsec.policy.split_host_port`), worded
+    with this command's option names.
+    """
+    if args.command == "send":
+        name = "--host"
+    elif args.command == "probe" and not args.discover:
+        name = "HOST"
+    else:
+        return
+    args.host, args.port = split_host_port(
+        args.host, args.port, host_name=name, port_name="--port "
+    )
+    if args.port is not None and not 0 < args.port < 65536:
+        raise _UsageError(f"{name} {args.host}: port {args.port} is out of range (1-65535)")
 
 
 # --------------------------------------------------------------------------- main
@@ -430,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
     try:
+        _split_host(args)
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         _error("interrupted")

@@ -86,8 +86,8 @@ def authenticate(
         advice=wire.advice,
     )
     raise AuthenticationError(
-        f"authentication with {mechanism.name} failed: {reply.code} {enhanced or ''} "
-        f"{reply.text}; {hint}",
+        f"authentication with {mechanism.name} failed: "
+        f"{' '.join(filter(None, (str(reply.code), enhanced, reply.text.rstrip(' .'))))}; {hint}",
         code=reply.code,
         enhanced_status=enhanced,
         text=reply.text,

@@ -36,7 +36,16 @@ from ..guard import Finding, Guard
 from ..identity import ReferenceIdentity, check_certificate_identity
 from ..memory import Account
 from ..options import ConnectOptions, check_options
-from ..policy import DEFAULT_POLICY, Attempt, Plan, Policy, Security, is_loopback, select_plan
+from ..policy import (
+    DEFAULT_POLICY,
+    Attempt,
+    Plan,
+    Policy,
+    Security,
+    is_loopback,
+    select_plan,
+    split_host_port,
+)
 from ..report import SecurityReport
 from ..sansio import ClientConnection, Extensions, ehlo_name
 from ..tls import TLSSessionCache, build_context, pin_candidates
@@ -145,6 +154,8 @@ class Recipe:
                 policy,
                 confirmed_target=bool(opts.get("confirmed_target", False)),
             )
+        else:
+            host, port = split_host_port(host, port)  # "host:587" works, as in smtplib
         if password is not None and username is None:
             raise InvalidArgumentError("password= needs username=")
         plan = select_plan(host, port, security)

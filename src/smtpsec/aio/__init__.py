@@ -14,8 +14,6 @@ awaiting facade and a connection :class:`Pool`. The asyncio transport is
 :class:`smtpsec.transports.AsyncTransport`.
 """
 
-from __future__ import annotations
-
 from ._pool import Pool
 from ._session import AsyncSession, Connecting, connect, send
 

@@ -363,8 +363,9 @@ def choose_mechanism(
 
 def _provider_hint(advice: Advice) -> str:
     return (
+        # Not "OAuth 2.0 (...)": the advice has parentheses of its own.
         "Gmail and Outlook/Microsoft 365 refuse the account password for SMTP: use an app "
-        f"password, or OAuth 2.0 ({advice.use_oauth})"
+        f"password, or OAuth 2.0: {advice.use_oauth}"
     )
 
 

@@ -9,6 +9,4 @@ only when that submodule is used:
   a verified-TLS replacement for :class:`logging.handlers.SMTPHandler`.
 """
 
-from __future__ import annotations
-
 __all__: list[str] = []

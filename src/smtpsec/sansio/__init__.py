@@ -4,8 +4,6 @@ Nothing in this package imports ``socket``, ``ssl``, ``time``, ``logging`` or
 ``asyncio`` (a test asserts it): it can be driven by any transport.
 """
 
-from __future__ import annotations
-
 from ._body import BdatEncoder, DataEncoder, LineNormalizer
 from ._commands import (
     Command,

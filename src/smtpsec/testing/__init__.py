@@ -26,6 +26,7 @@ lives in this package is imported by every pytest run.
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -108,5 +109,14 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    """List the public names too, although they are loaded lazily."""
-    return sorted([*globals(), *__all__])
+    """The public names (loaded lazily), the dunders and the loaded submodules.
+
+    The names this module uses for itself (``Any``, ``importlib``, ``_LAZY``) stay out.
+    """
+    return sorted({*__all__, *(name for name in globals() if _listed(name))})
+
+
+def _listed(name: str) -> bool:
+    value = globals()[name]
+    own_submodule = isinstance(value, ModuleType) and value.__name__.startswith(f"{__name__}.")
+    return own_submodule or (name.startswith("__") and name.endswith("__"))

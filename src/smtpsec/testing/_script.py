@@ -145,7 +145,7 @@ class Script:
         greeting: the connection greeting (``None``: never greet, stay silent).
         hostname: the name the server gives in its ``EHLO`` reply.
         extensions: ``EHLO`` keywords advertised inside TLS (and on a
-            ``tls="none"`` server); ``SIZE n`` here is also enforced.
+            ``Security.PLAINTEXT`` server); ``SIZE n`` here is also enforced.
         pre_tls_extensions: what a STARTTLS server advertises before TLS;
             ``None`` means ``extensions`` without ``AUTH``. ``STARTTLS`` is
             appended automatically unless ``strip_starttls``.
@@ -271,7 +271,7 @@ class Script:
         """Return the ``EHLO`` keywords for this phase of the session.
 
         Args:
-            starttls_mode: whether the server runs in ``tls="starttls"`` mode.
+            starttls_mode: whether the server runs with ``tls=Security.STARTTLS``.
             tls_active: whether TLS is up on this connection.
 
         Returns:
@@ -298,7 +298,7 @@ class Script:
         """Return the SASL mechanisms the server accepts in this phase.
 
         Args:
-            starttls_mode: whether the server runs in ``tls="starttls"`` mode.
+            starttls_mode: whether the server runs with ``tls=Security.STARTTLS``.
             tls_active: whether TLS is up on this connection.
 
         Returns:

@@ -45,14 +45,16 @@ class SMTPServer:
 
     Example:
         >>> with SMTPServer(tls=Security.STARTTLS, users={"ann": "pw"}) as srv:
-        ...     ctx = srv.client_context()  # trusts the server's CA
+        ...     policy = smtpsec.Policy(cadata=srv.ca.cert_pem.decode())  # trust its CA
         ...     # connect to (srv.host, srv.port) with any SMTP client
 
     Args:
         cert: the certificate to serve (a :class:`LeafCert` or a ready server
             ``SSLContext``, which is then modified to record SNI); ``None``
-            creates a throwaway CA and a ``localhost`` leaf. Ignored for
-            ``Security.PLAINTEXT``.
+            issues a ``localhost`` leaf from ``ca`` (or from a throwaway CA).
+            Ignored for ``Security.PLAINTEXT``.
+        ca: the CA that issued ``cert``, so that :attr:`ca` can hand it to the
+            client under test; with no ``cert``, the CA to issue the leaf from.
         tls: :attr:`~smtpsec.Security.IMPLICIT_TLS` (TLS from the first byte,
             port 465 style), :attr:`~smtpsec.Security.STARTTLS` (port 587
             style) or :attr:`~smtpsec.Security.PLAINTEXT` (no TLS at all).
@@ -69,7 +71,7 @@ class SMTPServer:
         **behaviour: :class:`Script` fields overriding ``script``.
 
     Raises:
-        ValueError: unknown ``tls`` mode.
+        ValueError: unknown ``tls`` mode, or a ``cert`` that ``ca`` did not issue.
         TypeError: a keyword that is not a :class:`Script` field.
     """
 
@@ -78,6 +80,7 @@ class SMTPServer:
         cert: LeafCert | ssl.SSLContext | None = None,
         *,
         tls: Security = Security.IMPLICIT_TLS,
+        ca: CA | None = None,
         script: Script | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -95,13 +98,19 @@ class SMTPServer:
         self.script: Script = base.replace(**behaviour) if behaviour else base
         self.tls: Security = tls
         self.timeout = timeout
-        self.ca: CA | None = None
+        self._ca: CA | None = None
         self.cert: LeafCert | None = None
         self.ssl_context: ssl.SSLContext | None = None
         if tls is not Security.PLAINTEXT:
             if cert is None:
-                self.ca = CA.create()
-                cert = self.ca.issue("localhost", ips=("127.0.0.1", "::1"))
+                self._ca = ca if ca is not None else CA.create()
+                cert = self._ca.issue("localhost", ips=("127.0.0.1", "::1"))
+            elif ca is not None:
+                if isinstance(cert, LeafCert) and cert.issuer_pem != ca.cert_pem:
+                    # Handing the client a CA that does not vouch for the server
+                    # would make a test fail for the wrong reason.
+                    raise ValueError("ca= did not issue cert=; pass the CA that signed it")
+                self._ca = ca
             if isinstance(cert, LeafCert):
                 self.cert = cert
                 ctx = cert.server_context(
@@ -194,6 +203,28 @@ class SMTPServer:
         return f"<SMTPServer tls={self.tls} {where} connections={len(self._captures)}>"
 
     # ------------------------------------------------------------------ facts
+
+    @property
+    def ca(self) -> CA:
+        """The CA that issued the server's certificate: what the client under test trusts.
+
+        A server made without ``cert`` created it (or used ``ca=``), so this is
+        always there in the common case::
+
+            smtpsec.Policy(cadata=srv.ca.cert_pem.decode())  # or cafile=srv.ca.write_cafile(p)
+
+        Raises:
+            ValueError: the server has no TLS (``Security.PLAINTEXT``), or was
+                given ``cert=`` without ``ca=``, so it does not know its CA.
+        """
+        if self._ca is not None:
+            return self._ca
+        if self.tls is Security.PLAINTEXT:
+            raise ValueError("a Security.PLAINTEXT server has no certificate, so it has no CA")
+        raise ValueError(
+            "this server was given cert= without the CA that issued it; pass that CA "
+            "too (SMTPServer(cert, ca=ca)) or trust it in the client directly"
+        )
 
     @property
     def host(self) -> str:

@@ -11,7 +11,8 @@ Fixtures:
     smtpsec_server: a factory ``smtpsec_server(Security.STARTTLS, **options)``
         (implicit TLS when no mode is given)
         that starts :class:`~smtpsec.testing.SMTPServer` instances and stops
-        them at teardown, failing the test if a server thread raised.
+        them at teardown, failing the test if a server thread raised. Their
+        ``ca`` is ``smtpsec_ca`` unless another ``cert=`` is given.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ class ServerFactory(Protocol):
     """Signature of the ``smtpsec_server`` fixture."""
 
     def __call__(
-        self, tls: Security | None = None, *, cert: LeafCert | None = None, **options: Any
+        self,
+        tls: Security | None = None,
+        *,
+        cert: LeafCert | ssl.SSLContext | None = None,
+        ca: CA | None = None,
+        **options: Any,
     ) -> SMTPServer:
         """Start a server (implicit TLS unless ``tls`` says otherwise); ``options``
         are ``SMTPServer`` keywords and ``Script`` fields."""
@@ -59,7 +65,7 @@ def smtpsec_client_context(smtpsec_ca: CA) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def smtpsec_server(smtpsec_cert: LeafCert) -> Iterator[ServerFactory]:
+def smtpsec_server(smtpsec_ca: CA, smtpsec_cert: LeafCert) -> Iterator[ServerFactory]:
     """Factory for started fake servers, all stopped when the test ends.
 
     Example:
@@ -67,15 +73,22 @@ def smtpsec_server(smtpsec_cert: LeafCert) -> Iterator[ServerFactory]:
         ...     srv = smtpsec_server(Security.STARTTLS, strip_starttls=True)
     """
     from smtpsec.modes import Security
-    from smtpsec.testing import SMTPServer
+    from smtpsec.testing import LeafCert, SMTPServer
 
     servers: list[SMTPServer] = []
 
     def start(
-        tls: Security | None = None, *, cert: LeafCert | None = None, **options: Any
+        tls: Security | None = None,
+        *,
+        cert: LeafCert | ssl.SSLContext | None = None,
+        ca: CA | None = None,
+        **options: Any,
     ) -> SMTPServer:
         mode = Security.IMPLICIT_TLS if tls is None else tls
-        server = SMTPServer(cert if cert is not None else smtpsec_cert, tls=mode, **options)
+        leaf = cert if cert is not None else smtpsec_cert
+        if ca is None and isinstance(leaf, LeafCert) and leaf.issuer_pem == smtpsec_ca.cert_pem:
+            ca = smtpsec_ca  # so that srv.ca works for the fixture's own certificates
+        server = SMTPServer(leaf, tls=mode, ca=ca, **options)
         servers.append(server)
         return server.start()
 

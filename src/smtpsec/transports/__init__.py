@@ -11,6 +11,7 @@ address, Happy Eyeballs delay); :func:`open_route` opens one.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._base import AnyTransport, AsyncTransportProtocol, Transport
@@ -56,3 +57,17 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_asyncio, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (two load lazily), the dunders and the loaded submodules.
+
+    The names this module uses for itself (``Any``, ``TYPE_CHECKING``) stay out.
+    """
+    return sorted({*__all__, *(name for name in globals() if _listed(name))})
+
+
+def _listed(name: str) -> bool:
+    value = globals()[name]
+    own_submodule = isinstance(value, ModuleType) and value.__name__.startswith(f"{__name__}.")
+    return own_submodule or (name.startswith("__") and name.endswith("__"))
