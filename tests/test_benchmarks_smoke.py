@@ -158,3 +158,14 @@ def test_web_requests_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     for row in ("| smtplib |", "| smtpsec.send |", "| smtpsec Pool.shared |"):
         assert row in out
+
+
+def test_setup_cost_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The set-up cost benchmark connects and logs in for every case (no timing checked)."""
+    from benchmarks import setup_cost
+
+    assert setup_cost.main(["--connections", "1", "--repetitions", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| one CA |" in out
+    assert " roots |" in out
+    assert "smtplib, a context per connection" in out
