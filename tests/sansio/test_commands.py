@@ -430,3 +430,33 @@ def test_xtext_output_is_a_valid_param_value(raw: str) -> None:
     if value:
         wire = encode_command(Command("MAIL", "a@b.test", {"AUTH": value}))
         assert wire.endswith(b" AUTH=" + value.encode("ascii") + b"\r\n")
+
+
+def test_validate_mailbox_remembers_only_good_addresses_and_their_flags() -> None:
+    """The check is cached per (text, flags): a refusal is raised every time, and an
+    address accepted under one rule is not taken as accepted under a stricter one."""
+    for _ in range(3):
+        with pytest.raises(InvalidArgumentError, match="control character"):
+            validate_mailbox("ann@example.test\r\nRCPT TO:<evil@x.test>")
+        assert validate_mailbox("root", allow_unqualified=True) == "root"
+        with pytest.raises(InvalidArgumentError, match="local-part@domain"):
+            validate_mailbox("root")
+        with pytest.raises(InvalidArgumentError, match="empty"):
+            validate_mailbox("")
+        assert validate_mailbox("", allow_empty=True) == ""
+
+
+class _Sneaky(str):
+    """A str subclass that compares equal to a good address but holds other text."""
+
+    def __eq__(self, other: object) -> bool:
+        return other == "ann@example.test" or str.__eq__(self, other)
+
+    def __hash__(self) -> int:
+        return hash("ann@example.test")
+
+
+def test_validate_mailbox_checks_a_str_subclass_itself() -> None:
+    validate_mailbox("ann@example.test")  # now remembered
+    with pytest.raises(InvalidArgumentError, match="control character"):
+        validate_mailbox(_Sneaky("ann@example.test\r\nDATA"))

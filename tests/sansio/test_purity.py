@@ -38,6 +38,7 @@ ALLOWED_STDLIB = frozenset(
         "codecs",
         "unicodedata",
         "itertools",
+        "functools",
     }
 )
 ALLOWED_SMTPSEC = frozenset({"smtpsec.errors", "smtpsec._types"})

@@ -101,6 +101,18 @@ def test_R_PY_18_header_injection_refused_before_sending(
     assert "MAIL" not in finished(srv).commands
 
 
+@pytest.mark.parametrize("sender", ["ann@example.test\r\nX-Evil: y", "ann@[192.0.2.1]\nRCPT"])
+def test_R_PY_18_unsafe_envelope_sender_is_refused_before_the_message_is_built(
+    serve: Any, connect: Any, sender: str
+) -> None:
+    """The sender's domain goes into the Message-ID smtpsec adds: a CR/LF in it must be
+    an InvalidArgumentError about the address, never the email package's ValueError."""
+    srv = serve()
+    with connect(srv) as session, pytest.raises(InvalidArgumentError, match="envelope address"):
+        session.send(message(), sender=sender)
+    assert "MAIL" not in finished(srv).commands
+
+
 def test_R_PY_18_folded_values_are_fine(serve: Any, connect: Any) -> None:
     msg = email.message_from_bytes(
         b"From: ann@example.test\r\nTo: bob@example.test\r\nSubject: a long\r\n folded subject\r\n"
@@ -449,6 +461,26 @@ def test_R_6531_3_4_1_smtputf8_and_8bitmime_for_utf8_addresses(serve: Any, conne
     assert b"=?utf-8?" in plain.data
 
 
+def test_R_6531_3_4_1_utf8_address_only_in_a_header_needs_smtputf8(
+    serve: Any, connect: Any
+) -> None:
+    """A non-ASCII addr-spec in Reply-To (not in the envelope) still needs SMTPUTF8; an
+    ASCII address with a non-ASCII display name does not (RFC 2047 encodes the name)."""
+    srv = serve()
+    utf8 = message()
+    utf8["Reply-To"] = "Jörg <jörg@example.test>"
+    named = message()
+    named["Reply-To"] = "Jörg <joerg@example.test>"
+    with connect(srv) as session:
+        for msg in (utf8, named):
+            session.send(msg, sender="ann@example.test", recipients=["bob@example.test"])
+    first, second = srv.messages
+    assert "SMTPUTF8" in first.mail_params
+    assert "jörg@example.test".encode() in first.data
+    assert "SMTPUTF8" not in second.mail_params
+    assert b"=?utf-8?" in second.data
+
+
 def test_R_6531_3_2_1_utf8_address_without_smtputf8_fails_before_mail(
     serve: Any, connect: Any
 ) -> None:
@@ -621,3 +653,14 @@ def test_base_exception_mid_body_closes_the_connection(serve: Any, connect: Any)
     capture = finished(srv)
     assert srv.messages == []
     assert "QUIT" not in capture.lines_post_tls
+
+
+def test_recipients_given_as_a_generator_are_read_once(serve: Any, connect: Any) -> None:
+    """An iterator of recipients (read once) reaches the envelope whole, for bytes too."""
+    srv = serve()
+    wanted = ["bob@example.test", "carl@example.test"]
+    with connect(srv) as session:
+        result = session.send(
+            b"Subject: x\r\n\r\nhi\r\n", sender="ann@example.test", recipients=iter(wanted)
+        )
+    assert result.accepted == tuple(wanted)

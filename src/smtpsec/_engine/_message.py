@@ -9,7 +9,7 @@ import email.policy
 import email.utils
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from email.message import Message
 from typing import BinaryIO, Final
@@ -145,11 +145,10 @@ def check_headers(msg: Message) -> None:
 
 def _needs_utf8(msg: Message) -> bool:
     """True when an address header holds a non-ASCII addr-spec (RFC 2047 cannot encode it)."""
-    return any(
-        not addr.isascii()
-        for name in _ADDRESS_HEADERS
-        for addr in _addresses(str(v) for v in (msg.get_all(name) or []))
-    )
+    # Only a value with non-ASCII text can hold one, so the all-ASCII common
+    # case costs no address parsing.
+    values = [str(v) for name in _ADDRESS_HEADERS for v in (msg.get_all(name) or [])]
+    return any(not addr.isascii() for addr in _addresses(v for v in values if not v.isascii()))
 
 
 def _submission_copy(msg: Message, sender: str) -> Message:
@@ -229,27 +228,30 @@ def flatten(msg: Message, *, utf8: bool, seven_bit: bool) -> bytes:
     return data
 
 
-def _from_message(
+def _envelope_of(
     message: Message, sender: str | None, recipients: Iterable[str] | None
-) -> tuple[str | None, list[str], PreparedMessage]:
-    check_headers(message)
-    if sender is None or recipients is None:
-        # Headers give the envelope only where the caller did not (so a message
-        # with ambiguous Resent- blocks is fine once both are passed).
-        hdr_sender, hdr_rcpts = envelope_from_headers(message)
-        if sender is None and hdr_sender:
-            # No From/Sender leaves ``sender`` None (an error below), never the null
-            # sender: ``<>`` must be asked for explicitly with sender="".
-            sender = hdr_sender
-        if recipients is None:
-            recipients = hdr_rcpts
-    rcpts = list(recipients)
+) -> tuple[str | None, Iterable[str]]:
+    """The envelope of a Message: what the caller gave, the rest from the headers."""
+    if sender is not None and recipients is not None:
+        return sender, recipients
+    # Headers give the envelope only where the caller did not (so a message
+    # with ambiguous Resent- blocks is fine once both are passed).
+    hdr_sender, hdr_rcpts = envelope_from_headers(message)
+    if sender is None and hdr_sender:
+        # No From/Sender leaves ``sender`` None (an error later), never the null
+        # sender: ``<>`` must be asked for explicitly with sender="".
+        sender = hdr_sender
+    return sender, hdr_rcpts if recipients is None else recipients
+
+
+def _from_message(message: Message, sender: str, rcpts: Sequence[str]) -> PreparedMessage:
+    """Render a checked message for a checked envelope (Bcc removed, Date and Message-ID added)."""
     utf8 = (
-        mailbox_needs_smtputf8(sender or "")
+        mailbox_needs_smtputf8(sender)
         or any(mailbox_needs_smtputf8(r) for r in rcpts)
         or _needs_utf8(message)
     )
-    clone = _submission_copy(message, sender or "")
+    clone = _submission_copy(message, sender)
     data = _render(clone, _policy(message, utf8=utf8))
     size, eight_bit = _scan(_bytes_source(data)())
     seven: Callable[[], _Body] | None = None
@@ -259,7 +261,7 @@ def _from_message(
             text = _render(clone, _policy(message, utf8=False, seven_bit=True))
             return (_bytes_source(text), *_scan(_bytes_source(text)()))
 
-    return sender, rcpts, PreparedMessage("", (), _bytes_source(data), size, eight_bit, utf8, seven)
+    return PreparedMessage("", (), _bytes_source(data), size, eight_bit, utf8, seven)
 
 
 def prepare_message(
@@ -289,7 +291,13 @@ def prepare_message(
             "a str message is ambiguous about its encoding; pass an EmailMessage or bytes"
         )
     if isinstance(message, Message):
-        sender, recipients, prepared = _from_message(message, sender, recipients)
+        check_headers(message)
+        sender, recipients = _envelope_of(message, sender, recipients)
+    # The envelope is checked before anything is built from it: the sender's
+    # domain goes into the Message-ID added to a Message.
+    sender, rcpts = _checked_envelope(sender, recipients, allow_unqualified=allow_unqualified)
+    if isinstance(message, Message):
+        prepared = _from_message(message, sender, rcpts)
     elif isinstance(message, (bytes, bytearray, memoryview)):
         octets = _as_bytes(message)
         size, eight_bit = _scan(_bytes_source(octets)())
@@ -304,26 +312,6 @@ def prepare_message(
             f"cannot send a {type(untyped).__name__}: pass an EmailMessage, bytes, a binary "
             "file or an iterable of bytes"
         )
-    if sender is None:
-        raise InvalidArgumentError(
-            "no envelope sender: pass sender= (or send an EmailMessage with a From header)"
-        )
-    if isinstance(recipients, str):
-        recipients = [recipients]  # one address, not its characters
-    given: list[object] = [sender, *(recipients or ())]  # callers may pass anything
-    for address in given:
-        if not isinstance(address, str):
-            raise InvalidArgumentError(
-                f"envelope addresses must be str, not {type(address).__name__} ({address!r})"
-            )
-    rcpts = tuple(dict.fromkeys(recipients or ()))
-    if not rcpts:
-        raise InvalidArgumentError(
-            "no recipients: pass recipients= (or an EmailMessage with To/Cc/Bcc headers)"
-        )
-    validate_mailbox(sender, allow_empty=True, allow_unqualified=allow_unqualified)
-    for rcpt in rcpts:
-        validate_mailbox(rcpt, allow_unqualified=allow_unqualified)
     utf8 = (
         prepared.smtputf8
         or mailbox_needs_smtputf8(sender)
@@ -332,6 +320,38 @@ def prepare_message(
     return replace(
         prepared, sender=sender, recipients=rcpts, smtputf8=utf8, unqualified=allow_unqualified
     )
+
+
+def _checked_envelope(
+    sender: str | None, recipients: Iterable[str] | None, *, allow_unqualified: bool
+) -> tuple[str, tuple[str, ...]]:
+    """The sender and the recipients (duplicates dropped), each a safe envelope address.
+
+    Raises:
+        InvalidArgumentError: no sender or recipients, a non-str address, or an
+            address that ``validate_mailbox`` refuses.
+    """
+    if sender is None:
+        raise InvalidArgumentError(
+            "no envelope sender: pass sender= (or send an EmailMessage with a From header)"
+        )
+    # A str is one address, not its characters; any other iterable is read once.
+    listed = [recipients] if isinstance(recipients, str) else list(recipients or ())
+    given: list[object] = [sender, *listed]  # callers may pass anything
+    for address in given:
+        if not isinstance(address, str):
+            raise InvalidArgumentError(
+                f"envelope addresses must be str, not {type(address).__name__} ({address!r})"
+            )
+    rcpts = tuple(dict.fromkeys(listed))
+    if not rcpts:
+        raise InvalidArgumentError(
+            "no recipients: pass recipients= (or an EmailMessage with To/Cc/Bcc headers)"
+        )
+    validate_mailbox(sender, allow_empty=True, allow_unqualified=allow_unqualified)
+    for rcpt in rcpts:
+        validate_mailbox(rcpt, allow_unqualified=allow_unqualified)
+    return sender, rcpts
 
 
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:

@@ -6,6 +6,7 @@ wire (R-5321-4.1.2-1): the check runs before any byte is produced.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -320,9 +321,17 @@ def validate_mailbox(
     Raises:
         InvalidArgumentError: with a message naming the problem and the address.
     """
+    if type(address) is str:  # a str subclass could compare equal to a checked address
+        _check_mailbox_cached(address, allow_empty, allow_unqualified)
+    else:
+        _check_mailbox(address, allow_empty, allow_unqualified)
+    return address
+
+
+def _check_mailbox(address: str, allow_empty: bool, allow_unqualified: bool) -> None:
     if not address:
         if allow_empty:
-            return address
+            return
         raise _invalid_address(address, "it is empty (only the sender may be empty, '<>')")
     _reject_controls("envelope address", address)
     if "<" in address or ">" in address:
@@ -342,7 +351,7 @@ def validate_mailbox(
     if allow_unqualified and local and not rest:
         if _octets(local) > MAX_LOCAL_PART:
             raise _invalid_address(address, f"the local part is over {MAX_LOCAL_PART} octets")
-        return address
+        return
     if not rest.startswith("@") or len(local) == 0:
         raise _invalid_address(address, "it needs the form local-part@domain")
     domain = rest[1:]
@@ -363,7 +372,12 @@ def validate_mailbox(
         raise _invalid_address(address, f"the domain is over {MAX_DOMAIN} octets")
     if _octets(address) + 2 > MAX_PATH:
         raise _invalid_address(address, f"the path <...> is over {MAX_PATH} octets")
-    return address
+
+
+#: Each address is checked when a message is prepared, when its envelope is
+#: planned and when its command is encoded; the rules depend on the text alone,
+#: so recent good addresses are remembered (a refusal raises and is not kept).
+_check_mailbox_cached: Final = functools.lru_cache(maxsize=4096)(_check_mailbox)
 
 
 def mailbox_needs_smtputf8(address: str) -> bool:
