@@ -201,4 +201,5 @@ def send(
     finally:
         emit(recipe.findings, stacklevel=2)
     with session:
-        return session.send(message, sender=sender, recipients=recipients, options=options)
+        item = Outgoing(message, sender, recipients)
+        return single(run_sync(session._send_steps([item], options, then_quit=True)))

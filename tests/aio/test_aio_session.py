@@ -175,6 +175,9 @@ async def test_one_shot_send(
     assert await wait_closed(capture)
     assert capture.commands_post_tls[-1] == "QUIT"
     assert [subject(m.data) for m in srv.messages] == ["message 7"]
+    # R-2920-3.1-1: QUIT ends the message's last flight (after BDAT LAST).
+    last = [data for tls, data in capture.segments if tls][-1]
+    assert last.startswith(b"MAIL FROM:") and last.endswith(b"\r\nQUIT\r\n")
 
 
 @async_test

@@ -158,3 +158,74 @@ def test_close_waits_only_briefly_for_221(ca: CA, policy: smtpsec.Policy) -> Non
         assert session.closed
         capture = srv.wait_for_connections(1, timeout=10)[0]
         assert capture.commands_post_tls[-1] == "QUIT"
+
+
+def _one_shot(srv: SMTPServer, policy: smtpsec.Policy, **options: object) -> smtpsec.SendResult:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "ann@example.test", "bob@example.test", "one shot"
+    msg.set_content("hello\n")
+    return smtpsec.send(
+        msg,
+        host="localhost",
+        port=srv.port,
+        security=Security.IMPLICIT_TLS,
+        policy=policy,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_one_shot_send_puts_quit_in_the_last_flight_after_bdat_last(
+    ca: CA, policy: smtpsec.Policy
+) -> None:
+    """R-2920-3.1-1 (QUIT may end a group): with PIPELINING and CHUNKING the one-shot
+    send's last write is MAIL, RCPT, BDAT LAST, the body and QUIT, so the 221 comes
+    back with the message's reply instead of one round trip later."""
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS) as srv:
+        result = _one_shot(srv, policy)
+        capture = srv.wait_for_connections(1, timeout=10)[0]
+    assert result.method == "BDAT"
+    last = [data for tls, data in capture.segments if tls][-1]
+    assert last.startswith(b"MAIL FROM:<ann@example.test>")
+    assert last.endswith(srv.messages[0].data + b"QUIT\r\n")
+    assert capture.commands_post_tls[-1] == "QUIT"
+
+
+@pytest.mark.parametrize(
+    ("extensions", "method"),
+    [(("PIPELINING", "8BITMIME"), "DATA"), (("CHUNKING", "8BITMIME"), "BDAT")],
+)
+def test_one_shot_send_waits_for_the_message_before_quit_otherwise(
+    ca: CA, policy: smtpsec.Policy, extensions: tuple[str, ...], method: str
+) -> None:
+    """Behind a DATA terminator (some servers refuse any command pipelined there) or
+    without PIPELINING, QUIT is written alone after the message's final reply."""
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS, extensions=extensions) as srv:
+        result = _one_shot(srv, policy)
+        capture = srv.wait_for_connections(1, timeout=10)[0]
+    assert result.method == method
+    assert [data for tls, data in capture.segments if tls][-1] == b"QUIT\r\n"
+
+
+def test_one_shot_send_with_quit_pipelined_waits_only_briefly_for_221(
+    ca: CA, policy: smtpsec.Policy
+) -> None:
+    """The message is accepted, the 221 never comes: send() returns the result after
+    the bounded QUIT wait (R-8314-3.4-2), not after the 600 s reply timeout."""
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS, replies={"QUIT": None}) as srv:
+        result = _one_shot(srv, policy, timeout=600)
+        assert len(srv.messages) == 1
+    assert result.accepted == ("bob@example.test",)
+
+
+def test_one_shot_send_refused_with_quit_pipelined_raises_the_refusal(
+    ca: CA, policy: smtpsec.Policy
+) -> None:
+    """A refused sender is raised as SenderRefused; the QUIT in the flight changes nothing
+    and nothing was delivered."""
+    replies = {"MAIL": (550, "5.7.1 sender not allowed")}
+    with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS, replies=replies) as srv:
+        with pytest.raises(smtpsec.SenderRefused, match="550"):
+            _one_shot(srv, policy)
+        capture = srv.wait_for_connections(1, timeout=10)[0]
+        assert srv.messages == []
+    assert capture.commands_post_tls[-1] == "QUIT"

@@ -243,17 +243,21 @@ def _secure(
     return info
 
 
-def quit_quietly(wire: Wire) -> IO[None]:
+def quit_quietly(wire: Wire, *, written: bool = False) -> IO[None]:
     """Say QUIT when the channel allows it, wait briefly for 221, then close.
 
     Used on every exit path: an error, a cancellation or a normal close. The
     wait is bounded (R-8314-3.4-2): a server that never answers must not hold
-    the caller for a whole reply timeout.
+    the caller for a whole reply timeout. ``written``: QUIT already went out
+    as the last command of a flight, and only its reply is awaited.
     """
-    if wire.conn.awaiting == 0 and wire.conn.state not in _NO_QUIT:
+    if wire.conn.state not in _NO_QUIT and (written or wire.conn.awaiting == 0):
         wire.timeout = min(wire.timeout, QUIT_WAIT)
         with contextlib.suppress(SMTPSecError):  # best effort: the original error matters
-            yield from wire.command(Command("QUIT"))
+            if written:
+                yield from wire.read()
+            else:
+                yield from wire.command(Command("QUIT"))
     yield from _close_quietly(wire.transport)
     wire.conn.close()
 

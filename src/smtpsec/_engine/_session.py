@@ -77,14 +77,21 @@ class SessionState:
             raise LocalProtocolError("this session is closed; open a new one with connect()")
 
     def _send_steps(
-        self, items: Iterable[MessageInput | Outgoing], options: SendOptions | None
+        self,
+        items: Iterable[MessageInput | Outgoing],
+        options: SendOptions | None,
+        *,
+        then_quit: bool = False,
     ) -> IO[list[SendResult | SMTPSecError]]:
         """Send ``items`` in windows of :data:`SEND_WINDOW` messages.
 
         ``items`` is read one window at a time and each window's messages are
         released once sent, so memory stays flat for any number of messages
         (a generator of 40,000 costs what one window costs); within a window
-        everything is pipelined.
+        everything is pipelined. ``then_quit`` (the one-shot send of a single
+        message) lets ``QUIT`` ride in the message's last flight where the
+        server allows it, and the connection is then closed; otherwise
+        ``close()`` says QUIT as usual.
         """
         self._require_open()
         self._guard.before_mail(self._wire.transport.tls)
@@ -96,11 +103,15 @@ class SessionState:
                 outcomes += yield from self._send_window(window, options)
                 window = []
         if window or not outcomes:
-            outcomes += yield from self._send_window(window, options)
+            outcomes += yield from self._send_window(window, options, then_quit=then_quit)
         return outcomes
 
     def _send_window(
-        self, items: list[MessageInput | Outgoing], options: SendOptions | None
+        self,
+        items: list[MessageInput | Outgoing],
+        options: SendOptions | None,
+        *,
+        then_quit: bool = False,
     ) -> IO[list[SendResult | SMTPSecError]]:
         slots: list[SendResult | SMTPSecError | None] = []
         ready: list[PreparedMessage] = []
@@ -128,6 +139,7 @@ class SessionState:
                         ready,
                         options or SendOptions(),
                         needs_rset=self._needs_rset,
+                        then_quit=then_quit,
                     )
                 finally:
                     if self._wire.conn.state is State.CLOSED:

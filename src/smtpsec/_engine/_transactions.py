@@ -33,6 +33,7 @@ from ..sending import RecipientRefusal, SendOptions, SendResult
 from ._envelope import plan_envelope
 from ._io import IO
 from ._message import PreparedMessage
+from ._phases import quit_quietly
 from ._wire import Wire
 
 __all__ = ["run_transactions"]
@@ -317,11 +318,20 @@ class _Engine:
             return False
         return not isinstance(prev.error, SenderRefused)  # a refused MAIL opens nothing
 
-    def run(self, txs: Sequence[_Tx]) -> IO[None]:
+    def run(self, txs: Sequence[_Tx], *, then_quit: bool = False) -> IO[None]:
         for tx in txs:
             if tx.error is None:
                 yield from self._transaction(tx)
-        yield from self._settle()
+        if then_quit and self.pipelining and self.chunking:
+            # RFC 2920 §3.1: QUIT may end a group. After BDAT LAST (not after a
+            # DATA terminator, behind which some servers refuse any command)
+            # it rides in the message's last flight, and the 221 arrives with
+            # the message's reply instead of one round trip later.
+            self._command(Command("QUIT"), _ignore)
+            yield from self._settle(keep=1)
+            yield from quit_quietly(self.wire, written=True)
+        else:
+            yield from self._settle()
 
     def _transaction(self, tx: _Tx) -> IO[None]:
         assert tx.mail is not None
@@ -519,6 +529,7 @@ def run_transactions(
     *,
     needs_rset: bool,
     lmtp: bool = False,
+    then_quit: bool = False,
 ) -> IO[tuple[list[SendResult | SMTPSecError], bool]]:
     """Send ``messages`` on an open, authenticated session.
 
@@ -535,6 +546,9 @@ def run_transactions(
         needs_rset: a previous transaction may still be open on the server.
         lmtp: the server speaks LMTP (RFC 2033): one reply per accepted
             recipient after the body, each recorded per recipient.
+        then_quit: the session ends after this one message: where the server
+            allows it, ``QUIT`` goes in the message's last flight and the
+            connection is closed here (a longer batch ignores it).
 
     Returns:
         One outcome per message (a result, or the error for that message), and
@@ -552,7 +566,8 @@ def run_transactions(
             txs.append(_Tx(body, mail, rcpts))
     engine = _Engine(wire, ext, needs_rset=needs_rset, lmtp=lmtp)
     try:
-        yield from engine.run(txs)
+        # One message is never behind another's end, so never sent again below.
+        yield from engine.run(txs, then_quit=then_quit and len(txs) == 1)
         again = [i for i, tx in enumerate(txs) if _refused_behind_open_data(tx)]
         if again:
             # The server refuses commands pipelined behind a message's end

@@ -169,4 +169,5 @@ async def send(
     """Connect, send one message, close; see :func:`smtpsec.send`."""
     recipe = Recipe.prepare(host, port, connect_options, where="send")
     async with Connecting(recipe) as session:
-        return await session.send(message, sender=sender, recipients=recipients, options=options)
+        item = Outgoing(message, sender, recipients)
+        return single(await run_async(session._send_steps([item], options, then_quit=True)))
