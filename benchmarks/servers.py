@@ -158,9 +158,13 @@ class SinkServer:
 
     Args:
         workdir: where the CA file is written for the clients.
+        coalesce: hold replies until the input buffer is drained and send them in
+            one write, as Postfix does for a pipelined group (one TLS record per
+            group instead of one per reply). Off by default: each reply is sent
+            at once.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, coalesce: bool = False) -> None:
         ca = CA.create("smtpsec benchmark sink CA")
         leaf = ca.issue("localhost", ips=("127.0.0.1",))
         self.cafile = str(ca.write_cafile(workdir / "sink-ca.pem"))
@@ -169,6 +173,7 @@ class SinkServer:
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
         self._stop = threading.Event()
+        self.coalesce = coalesce
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         #: Octets received per accepted message (for DATA including the final dot line).
@@ -244,10 +249,23 @@ class _SinkSession:
         self.sink = sink
         self.buf = bytearray()
         self.bdat_total = 0
+        self.out = bytearray()  # replies held back when the sink coalesces
+
+    def _send(self, reply: bytes) -> None:
+        if self.sink.coalesce:
+            self.out += reply
+        else:
+            self.sock.sendall(reply)
+
+    def _flush(self) -> None:
+        if self.out:
+            self.sock.sendall(self.out)
+            self.out.clear()
 
     def _fill(self) -> None:
         if self.sink._stop.is_set():
             raise _Gone
+        self._flush()  # about to wait for the client: it must have every reply by now
         data = self.sock.recv(_RECV)
         if not data:
             raise _Gone
@@ -261,7 +279,7 @@ class _SinkSession:
         return line
 
     def run(self) -> None:
-        send = self.sock.sendall
+        send = self._send
         send(b"220 sink.bench.test ESMTP ready\r\n")
         while True:
             line = self._line()
@@ -281,6 +299,7 @@ class _SinkSession:
                 self._bdat(line)
             elif verb == b"QUIT":
                 send(b"221 2.0.0 bye\r\n")
+                self._flush()
                 return
             else:  # MAIL, RCPT, RSET, NOOP: accept everything
                 send(b"250 2.0.0 ok\r\n")
@@ -289,12 +308,12 @@ class _SinkSession:
         words = line.split()
         if len(words) == 2 and words[1].upper() == b"LOGIN":
             for prompt in (b"Username:", b"Password:"):
-                self.sock.sendall(b"334 " + base64.b64encode(prompt) + b"\r\n")
+                self._send(b"334 " + base64.b64encode(prompt) + b"\r\n")
                 self._line()
         elif len(words) == 2:
-            self.sock.sendall(b"334 \r\n")
+            self._send(b"334 \r\n")
             self._line()
-        self.sock.sendall(b"235 2.7.0 ok\r\n")
+        self._send(b"235 2.7.0 ok\r\n")
 
     def _data(self) -> int:
         # Find CRLF.CRLF without keeping the body; the DATA line's CRLF counts as
@@ -318,7 +337,7 @@ class _SinkSession:
     def _bdat(self, line: bytes) -> None:
         match = _BDAT.fullmatch(line)
         if match is None:
-            self.sock.sendall(b"501 5.5.4 syntax\r\n")
+            self._send(b"501 5.5.4 syntax\r\n")
             return
         size = int(match.group(1))
         remaining = size
@@ -332,6 +351,6 @@ class _SinkSession:
         if match.group(2):
             self.sink._record(self.bdat_total)
             self.bdat_total = 0
-            self.sock.sendall(b"250 2.0.0 queued\r\n")
+            self._send(b"250 2.0.0 queued\r\n")
         else:
-            self.sock.sendall(b"250 2.0.0 chunk ok\r\n")
+            self._send(b"250 2.0.0 chunk ok\r\n")

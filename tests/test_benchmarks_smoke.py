@@ -169,3 +169,15 @@ def test_setup_cost_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "| one CA |" in out
     assert " roots |" in out
     assert "smtplib, a context per connection" in out
+
+
+def test_cpu_per_message_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CPU-per-message benchmark sends every message of every case (no timing checked)."""
+    from benchmarks import cpu_per_message
+
+    argv = ["--messages", "30", "--repetitions", "1", "--warmup", "2", "--raw-window", "7"]
+    assert cpu_per_message.main(argv) == 0  # 1 when a message was not accepted by both ends
+    out = capsys.readouterr().out
+    for call in ("send_many(Outgoing(bytes", "send_many(EmailMessage)", "`sendmail` loop", "raw"):
+        assert call in out
+    assert "not all accepted" not in out
