@@ -187,6 +187,54 @@ def test_write_deadline_is_typed() -> None:
             transport.write(b"x" * (64 * 1024 * 1024), timeout=0.2)
 
 
+_BIG = 2 * 1024 * 1024
+
+
+def _small_buffers(sock: socket.socket) -> None:
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        sock.setsockopt(socket.SOL_SOCKET, option, 32 * 1024)
+
+
+def _answers_before_reading(conn: socket.socket) -> None:
+    """Like a blocking SMTP server: all its answer goes out before it reads on."""
+    conn.sendall(b"r" * _BIG)
+    got = 0
+    while got < _BIG:
+        chunk = conn.recv(65536)
+        assert chunk
+        got += len(chunk)
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_write_takes_in_replies_while_the_peer_cannot_read__R_2920_3_1_5(
+    tls: bool, smtpsec_cert: LeafCert, smtpsec_client_context: ssl.SSLContext
+) -> None:
+    """A long write to a peer that stops reading until its own writes are read cannot
+    deadlock: the write reads meanwhile, and read() hands out what it took in."""
+    server_ctx = smtpsec_cert.server_context()
+
+    def peer(conn: socket.socket) -> None:
+        _small_buffers(conn)
+        _answers_before_reading(server_ctx.wrap_socket(conn, server_side=True) if tls else conn)
+
+    with raw_peer(peer) as port:
+        sock = open_socket("127.0.0.1", port, timeout=5)
+        _small_buffers(sock)
+        transport: Transport = SocketTransport(sock, peer="p")
+        if tls:
+            transport = transport.start_tls(
+                smtpsec_client_context, server_hostname="localhost", timeout=5
+            )
+        transport.write(b"w" * _BIG, timeout=20)  # without reading: TimeoutError here
+        received = b""
+        while len(received) < _BIG:
+            chunk = transport.read(timeout=5)
+            assert chunk
+            received += chunk
+        assert received == b"r" * _BIG
+        transport.close()
+
+
 def test_pending_plaintext_peeks_without_consuming() -> None:
     """Bytes waiting before a handshake are visible (R-EAST-BR-1) and not swallowed."""
     with tcp_pair() as (client, server):

@@ -45,10 +45,14 @@ _BDAT_CHUNK: Final = 1024 * 1024
 _BDAT_WINDOW: Final = 4
 #: Bodies up to this size go in the same write as MAIL/RCPT (one flight).
 _INLINE_BODY: Final = 256 * 1024
-#: Bound on unanswered commands and unwritten bytes per flight: the replies a
-#: flight provokes must fit in socket buffers while we are still writing
-#: (deadlock avoidance with blocking I/O, R-2920-3.1-5).
-_FLIGHT_COMMANDS: Final = 256
+#: Bound on unanswered commands and unwritten bytes per flight. Over a
+#: transport that reads while it writes (smtpsec's own), replies cannot pile up
+#: against a blocked write, so a flight is bounded for memory only and a
+#: 200-message window or a long recipient list is one round trip. Over any
+#: other transport the replies a flight provokes must fit in socket buffers
+#: while we are still writing (R-2920-3.1-5), hence the small bound.
+_FLIGHT_COMMANDS: Final = 4096
+_FLIGHT_COMMANDS_LOCKED_WRITE: Final = 256
 _FLIGHT_BYTES: Final = 512 * 1024
 
 _Handler = Callable[[Reply], None]
@@ -254,6 +258,10 @@ class _Engine:
         self.chunking = "CHUNKING" in ext and not lmtp
         self.eight_bit_ok = "8BITMIME" in ext
         self._initial_rset = needs_rset
+        reads_while_writing = getattr(type(wire.transport), "reads_while_writing", False)
+        self._max_commands = (
+            _FLIGHT_COMMANDS if reads_while_writing else _FLIGHT_COMMANDS_LOCKED_WRITE
+        )
         self._previous: _Tx | None = None  # the last transaction that sent MAIL
         self._unwritten = 0  # commands queued since the last flight
 
@@ -271,7 +279,7 @@ class _Engine:
         """Settle now in lock-step mode, or when the flight reached its bounds."""
         if (
             not self.pipelining
-            or self._unwritten >= _FLIGHT_COMMANDS
+            or self._unwritten >= self._max_commands
             or self.wire.unwritten >= _FLIGHT_BYTES
         ):
             yield from self._settle()

@@ -257,6 +257,10 @@ class AsyncTransport:
 
     #: ``start_tls`` takes ``session=`` (resumption, on smtpsec's own contexts).
     resumes_tls_sessions = True
+    #: The loop keeps receiving while a write is buffered, and ``write`` only
+    #: waits above 1 MiB unsent, more than any engine flight: flights need no
+    #: small bound.
+    reads_while_writing = True
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import selectors
 import socket
 import ssl
 import time
@@ -16,6 +17,10 @@ from ..tls import TLSInfo, session_info, tls_session
 __all__ = ["SocketTransport"]
 
 _READ_SIZE = 64 * 1024
+#: Bytes a waiting write takes in before it stops reading: far more than the
+#: replies to any flight the engine writes; a server that sends more while it
+#: does not read either runs into the write timeout.
+_TAKE_IN_LIMIT = 4 * 1024 * 1024
 
 
 def connect_failure(host: str, port: int, exc: OSError, *, timeout: float) -> SMTPSecError:
@@ -59,14 +64,18 @@ class SocketTransport:
 
     #: ``start_tls`` takes ``session=`` (TLS session resumption).
     resumes_tls_sessions = True
+    #: ``write`` keeps reading while it waits, so flights need no small bound.
+    reads_while_writing = True
 
     def __init__(self, sock: socket.socket, *, tls: TLSInfo | None = None, peer: str = "") -> None:
         self._sock = sock
         self._tls = tls
         self._peer = peer or "server"
         self._closed = False
-        #: Bytes that arrived with a proxy's reply: the server's, read before the socket.
+        #: Bytes read but not handed out yet: what arrived with a proxy's reply, or
+        #: replies that arrived while a write waited for room.
         self._pending = b""
+        self._eof_seen = False
 
     @property
     def tls(self) -> TLSInfo | None:
@@ -89,29 +98,65 @@ class SocketTransport:
         return self._sock
 
     def write(self, data: bytes, *, timeout: float) -> None:
-        """Send all of ``data`` within ``timeout`` seconds."""
+        """Send all of ``data`` within ``timeout`` seconds.
+
+        While the kernel has no room for more, what the server sends meanwhile
+        (the replies to the commands already written) is read and kept for
+        :meth:`read`: a long pipelined flight cannot deadlock against a server
+        that stops reading until its replies are read (R-2920-3.1-5).
+        """
         deadline = time.monotonic() + timeout
         view = memoryview(data)
         with self._timeout_kept():
             while view:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if deadline - time.monotonic() <= 0:
                     raise DeadlineError(
                         f"writing to {self._peer} timed out; the server stopped reading"
                     )
                 try:
-                    # Inside the try: on a closed socket even settimeout() raises OSError.
-                    self._sock.settimeout(remaining)
+                    # Inside the try: on a closed socket even setblocking() raises OSError.
+                    self._sock.setblocking(False)
                     sent = self._sock.send(view)
-                except TimeoutError as exc:
-                    raise DeadlineError(
-                        f"writing to {self._peer} timed out; the server stopped reading"
-                    ) from exc
+                except (BlockingIOError, ssl.SSLWantWriteError):
+                    self._wait_for_room(deadline, readable_only=False)
+                    continue
+                except ssl.SSLWantReadError:  # TLS needs the peer's bytes first
+                    self._wait_for_room(deadline, readable_only=True)
+                    continue
                 except OSError as exc:
                     raise ConnectError(
                         f"connection to {self._peer} lost while writing: {exc}"
                     ) from exc
                 view = view[sent:]
+
+    def _wait_for_room(self, deadline: float, *, readable_only: bool) -> None:
+        """Wait until the socket takes more (or bytes arrive); keep arriving bytes."""
+        remaining = max(deadline - time.monotonic(), 0.0)  # the caller checks the deadline
+        # TLS that needs the peer's bytes reads whatever the limit.
+        taking = readable_only or (not self._eof_seen and len(self._pending) < _TAKE_IN_LIMIT)
+        events = (selectors.EVENT_READ if taking else 0) | (
+            0 if readable_only else selectors.EVENT_WRITE
+        )
+        try:
+            # A selector, not select(): the process may hold descriptors above 1023.
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._sock, events)
+                ready = selector.select(remaining)
+        except (OSError, ValueError) as exc:  # closed underneath us
+            raise ConnectError(f"connection to {self._peer} lost while writing: {exc}") from exc
+        if not any(mask & selectors.EVENT_READ for _key, mask in ready):
+            return
+        try:
+            chunk = self._sock.recv(_READ_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # a partial TLS record, or only a session ticket
+        except OSError:
+            self._eof_seen = True  # the next send, or the read after, says why
+            return
+        if chunk:
+            self._pending += chunk
+        else:
+            self._eof_seen = True
 
     def read(self, *, timeout: float) -> bytes:
         """Return the next bytes available, or ``b""`` at end of stream."""
