@@ -409,3 +409,41 @@ def test_host_and_port_that_disagree_are_refused(capsys: pytest.CaptureFixture[s
         "smtpsec: error: HOST 'localhost:2525' names port 2525, but --port 587 was given "
         "too; give the port only once\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["example.test", "--discover", "--proxy", "socks5h://127.0.0.1:1"], "--discover"),
+        (["example.test", "--proxy", "socks5h://u:secret-pw@127.0.0.1:1"], "--proxy-env"),
+        (["example.test", "--proxy", "ftp://127.0.0.1:1"], "--proxy"),
+    ],
+)
+def test_probe_proxy_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    """A proxy with --discover (its DNS would go around the proxy), a password on the
+    command line, or an unknown scheme: usage errors, and the password is never echoed."""
+    code, out, err = _run(capsys, *args)
+    assert code == 2
+    assert fragment in err
+    assert "secret-pw" not in out + err
+
+
+def test_probe_through_an_unreachable_proxy_names_the_proxy(
+    capsys: pytest.CaptureFixture[str], refused_port: int
+) -> None:
+    """The probe's connection failure names the proxy, not the mail server."""
+    code, report = _json(
+        capsys,
+        "mail.example.test",
+        "--port",
+        "465",
+        "--proxy",
+        f"socks5h://127.0.0.1:{refused_port}",
+    )
+    assert report["proxy"] == f"socks5h://127.0.0.1:{refused_port}"
+    (port,) = report["ports"]
+    assert port["reachable"] is False
+    assert f"127.0.0.1:{refused_port}" in port["error"] and "proxy" in port["error"]
+    assert code == 2

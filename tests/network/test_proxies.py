@@ -10,6 +10,7 @@ never its credentials.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import threading
@@ -192,6 +193,34 @@ def test_cli_send_through_a_proxy(
     assert "--proxy-env" in err and proxies.password not in err
 
 
+@pytest.mark.parametrize("kind", ["socks5h", "http"])
+def test_cli_probe_through_a_proxy(
+    kind: str,
+    proxies: Proxies,
+    postfix: PostfixServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``smtpsec probe --proxy-env``: the verifying dialogue and the mode detection (a port
+    the probe does not know) go through the proxy; the report names it, never its password."""
+    port = proxies.socks5_auth if kind == "socks5h" else proxies.http_auth
+    monkeypatch.setenv("SMTPSEC_TEST_PROXY", proxies.url(kind, port, auth=True))
+    for target in (postfix.implicit_port, postfix.starttls_port):
+        args = ["probe", f"localhost:{target}", "--cafile", str(postfix.cafile), "--json"]
+        code = main([*args, "--proxy-env", "SMTPSEC_TEST_PROXY"])
+        out = capsys.readouterr()
+        report = json.loads(out.out)
+        assert proxies.password not in out.out + out.err
+        assert report["proxy"] == f"{kind}://{proxies.host}:{port}"
+        (facts,) = report["ports"]
+        assert facts["verified"] is True, facts
+        assert facts["mode"] == (
+            "implicit_tls" if target == postfix.implicit_port else "starttls"
+        ), facts
+        assert code in (0, 1), report["findings"]  # PASS or WARN, never FAIL
+
+
+# ---------------------------------------------------------------------------- trust
 # ---------------------------------------------------------------------------- trust
 
 

@@ -42,7 +42,7 @@ from ..errors import (
 )
 from ..policy import DEFAULT_POLICY, Policy, Security, split_host_port
 from ..tls import build_context
-from ..transports import Proxy
+from ..transports import Proxy, Route
 
 __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_WARNING", "main"]
 
@@ -154,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --discover: also read the domain's autoconfig document over verified "
         "HTTPS and merge it with SRV (needs smtpsec[autoconfig])",
     )
+    _add_proxy_options(probe)
     probe.add_argument("--json", action="store_true", help="print a JSON report")
     probe.add_argument(
         "--timeout",
@@ -213,16 +214,7 @@ def _parser() -> argparse.ArgumentParser:
         help="read the password from the first line of stdin",
     )
     send.add_argument("--cafile", metavar="FILE", help="trust this CA file instead of certifi")
-    tunnel = send.add_mutually_exclusive_group()
-    tunnel.add_argument(
-        "--proxy",
-        metavar="URL",
-        help="connect through this proxy: socks5h://host:port, socks4a://, http:// "
-        "(no password here: use --proxy-env)",
-    )
-    tunnel.add_argument(
-        "--proxy-env", metavar="VAR", help="read the proxy URL (with credentials) from $VAR"
-    )
+    _add_proxy_options(send)
     send.add_argument(
         "--timeout",
         type=_positive_float,
@@ -232,6 +224,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     send.add_argument("file", metavar="FILE", help="the message (.eml); '-' reads stdin")
     return parser
+
+
+def _add_proxy_options(command: argparse.ArgumentParser) -> None:
+    """``--proxy URL`` or ``--proxy-env VAR`` (read by :func:`_proxy`)."""
+    tunnel = command.add_mutually_exclusive_group()
+    tunnel.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="connect through this proxy: socks5h://host:port, socks4a://, http:// "
+        "(no password here: use --proxy-env)",
+    )
+    tunnel.add_argument(
+        "--proxy-env", metavar="VAR", help="read the proxy URL (with credentials) from $VAR"
+    )
 
 
 # --------------------------------------------------------------------------- commands
@@ -248,6 +254,11 @@ def _run_probe(args: argparse.Namespace) -> int:
     from ._probe_verdict import judge, render_json, render_text
 
     if args.discover:
+        if args.proxy or args.proxy_env:
+            raise _UsageError(
+                "--proxy does not apply to --discover: the SRV and autoconfig lookups "
+                "would go to the network directly, around the proxy"
+            )
         return _run_discover(args)
     if args.nameserver or args.autoconfig:
         raise _UsageError("--nameserver and --autoconfig apply to --discover")
@@ -270,6 +281,7 @@ def _run_probe(args: argparse.Namespace) -> int:
         trust=args.cafile or "certifi roots",
         timeout=args.timeout,
         explicit_port=args.port is not None,
+        route=Route(proxy=_proxy(args)),
     )
     verdict = judge(facts)
     if args.json:

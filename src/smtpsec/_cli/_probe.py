@@ -35,7 +35,7 @@ from ..modes import Security
 from ..policy import Attempt, Policy
 from ..sansio import ClientConnection, Extensions, Reply, ehlo_name
 from ..tls import ChainKey, TLSInfo, describe_chain
-from ..transports import SocketTransport, open_socket
+from ..transports import DIRECT, Route, open_route
 from ._probe_tls import (
     CertificateFacts,
     certificate_facts,
@@ -134,12 +134,14 @@ class ProbeFacts:
         trust: which trust anchors were used (``"certifi"`` or the CA file).
         ports: one entry per probed port, in probe order.
         explicit_port: the user chose the port (no default scan).
+        proxy: the proxy the probe went through (no credentials), or ``None``.
     """
 
     host: str
     trust: str
     ports: tuple[PortFacts, ...]
     explicit_port: bool
+    proxy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,18 +206,18 @@ def _dialogue(
     timeout: float,
     *,
     handshake_only: bool = False,
+    route: Route = DIRECT,
 ) -> _Dialogue:
-    """Connect, reach TLS the way ``mode`` says, EHLO inside TLS, QUIT.
+    """Connect along ``route``, reach TLS the way ``mode`` says, EHLO inside TLS, QUIT.
 
     Never raises for server behaviour: failures come back in ``error``, with
     whatever was learnt before them.
     """
     try:
-        sock = open_socket(host, port, timeout=timeout)
-    except (ConnectError, DeadlineError) as exc:
+        transport, _address = open_route(host, port, timeout=timeout, route=route)
+    except (ConnectError, DeadlineError) as exc:  # ProxyError is a ConnectError
         return _Dialogue(connected=False, error=exc)
     notes = _Collect()
-    transport = SocketTransport(sock, peer=f"{host}:{port}")
     wire = Wire(
         transport,
         ClientConnection(tls_active=False, require_tls=True),
@@ -269,13 +271,14 @@ def _converse(
 # --------------------------------------------------------------------------- ports
 
 
-def detect_mode(host: str, port: int, timeout: float) -> Security:
+def detect_mode(host: str, port: int, timeout: float, route: Route = DIRECT) -> Security:
     """Guess how a port of unknown mode starts TLS: a greeting means STARTTLS.
 
     Args:
         host: the server.
         port: the port.
         timeout: the probe's timeout (the wait is at most :data:`GREETING_WAIT`).
+        route: how to reach it (directly or through a proxy).
 
     Returns:
         :attr:`Security.STARTTLS` when the server greets (or cannot be reached:
@@ -283,21 +286,23 @@ def detect_mode(host: str, port: int, timeout: float) -> Security:
         stays silent.
     """
     try:
-        sock = open_socket(host, port, timeout=timeout)
+        transport, _address = open_route(host, port, timeout=timeout, route=route)
     except (ConnectError, DeadlineError):
         return Security.STARTTLS
-    with sock:
-        sock.settimeout(min(timeout, GREETING_WAIT))
-        try:
-            sock.recv(1)
-        except OSError as exc:
-            # Silence means a ClientHello is awaited; a reset is left for the
-            # dialogue to report.
-            return Security.IMPLICIT_TLS if isinstance(exc, TimeoutError) else Security.STARTTLS
+    try:
+        transport.read(timeout=min(timeout, GREETING_WAIT))
+    except DeadlineError:
+        return Security.IMPLICIT_TLS  # silence: a ClientHello is awaited
+    except ConnectError:
+        pass  # a reset is left for the dialogue to report
+    finally:
+        transport.close()
     return Security.STARTTLS
 
 
-def _versions(host: str, port: int, mode: Security, timeout: float) -> tuple[tuple[str, str], ...]:
+def _versions(
+    host: str, port: int, mode: Security, timeout: float, route: Route
+) -> tuple[tuple[str, str], ...]:
     results = []
     for name, version in TLS_VERSIONS:
         try:
@@ -305,7 +310,7 @@ def _versions(host: str, port: int, mode: Security, timeout: float) -> tuple[tup
         except (ValueError, ssl.SSLError):
             results.append((name, "not testable"))
             continue
-        attempt = _dialogue(host, port, mode, ctx, timeout, handshake_only=True)
+        attempt = _dialogue(host, port, mode, ctx, timeout, handshake_only=True, route=route)
         if attempt.tls is not None:
             results.append((name, "accepted"))
         elif attempt.handshake_failed:
@@ -322,7 +327,12 @@ def _flatten(extensions: Extensions | None) -> tuple[tuple[str, tuple[str, ...]]
 
 
 def probe_port(
-    host: str, port: int, mode: Security, context: ssl.SSLContext, timeout: float
+    host: str,
+    port: int,
+    mode: Security,
+    context: ssl.SSLContext,
+    timeout: float,
+    route: Route = DIRECT,
 ) -> PortFacts:
     """Probe one port: the verifying dialogue, inspection if needed, TLS versions.
 
@@ -332,13 +342,14 @@ def probe_port(
         mode: how TLS starts there.
         context: the verifying client context (the probe's trust).
         timeout: seconds for each connect, handshake and reply.
+        route: how to reach it (directly or through a proxy).
 
     Returns:
         The :class:`PortFacts`.
     """
     label = "implicit TLS" if mode is Security.IMPLICIT_TLS else "STARTTLS"
     _progress(f"{host}:{port} ({label}): verifying handshake")
-    verifying = _dialogue(host, port, mode, context, timeout)
+    verifying = _dialogue(host, port, mode, context, timeout, route=route)
     if not verifying.connected:
         return PortFacts(port=port, mode=mode, reachable=False, error=str(verifying.error))
     seen = verifying
@@ -346,11 +357,11 @@ def probe_port(
         # The verifying handshake failed: look again without verification to
         # report the certificate and what the server offers inside TLS.
         _progress(f"{host}:{port}: inspecting the certificate without verification")
-        seen = _dialogue(host, port, mode, inspection_context(), timeout)
+        seen = _dialogue(host, port, mode, inspection_context(), timeout, route=route)
     versions: tuple[tuple[str, str], ...] = ()
     if seen.tls is not None:
         _progress(f"{host}:{port}: trying TLS 1.0, 1.1, 1.2 and 1.3 one at a time")
-        versions = _versions(host, port, mode, timeout)
+        versions = _versions(host, port, mode, timeout, route)
     greeting = seen.greeting or verifying.greeting
     before = seen.before_tls or verifying.before_tls
     der = seen.tls.peer_certificate if seen.tls is not None else None
@@ -395,6 +406,7 @@ def probe(
     trust: str,
     timeout: float,
     explicit_port: bool,
+    route: Route = DIRECT,
 ) -> ProbeFacts:
     """Probe ``host`` on each of ``ports``.
 
@@ -405,12 +417,17 @@ def probe(
         trust: a description of the trust anchors, for the report.
         timeout: seconds for each connect, handshake and reply.
         explicit_port: the user chose the port (changes the verdict rules).
+        route: how to reach the server (directly or through a proxy, which
+            then resolves the name: no DNS query leaves this machine).
 
     Returns:
         The :class:`ProbeFacts`.
     """
     results = []
     for port, mode in ports:
-        chosen = mode or detect_mode(host, port, timeout)
-        results.append(probe_port(host, port, chosen, context, timeout))
-    return ProbeFacts(host=host, trust=trust, ports=tuple(results), explicit_port=explicit_port)
+        chosen = mode or detect_mode(host, port, timeout, route)
+        results.append(probe_port(host, port, chosen, context, timeout, route))
+    proxy = route.proxy.display if route.proxy is not None else None
+    return ProbeFacts(
+        host=host, trust=trust, ports=tuple(results), explicit_port=explicit_port, proxy=proxy
+    )

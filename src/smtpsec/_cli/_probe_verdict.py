@@ -289,7 +289,8 @@ def render_text(facts: ProbeFacts, verdict: Verdict) -> str:
     Returns:
         Multi-line text (no trailing newline).
     """
-    lines = [f"smtpsec probe {facts.host} (trust: {facts.trust}; no AUTH or MAIL is sent)"]
+    through = f"; through the proxy {facts.proxy}" if facts.proxy else ""
+    lines = [f"smtpsec probe {facts.host} (trust: {facts.trust}{through}; no AUTH or MAIL is sent)"]
     for port in facts.ports:
         lines += ["", *_port_block(port, facts.host)]
     lines += _certificate_blocks(facts)
@@ -351,11 +352,13 @@ def render_json(facts: ProbeFacts, verdict: Verdict) -> dict[str, Any]:
         verdict: their verdict.
 
     Returns:
-        ``{"host", "trust", "ports", "findings", "verdict", "exit_code", "summary"}``.
+        ``{"host", "trust", "proxy", "ports", "findings", "verdict", "exit_code",
+        "summary"}`` (``proxy`` is ``null`` for a direct probe).
     """
     return {
         "host": facts.host,
         "trust": facts.trust,
+        "proxy": facts.proxy,
         "ports": [_port_json(p) for p in facts.ports],
         "findings": [{"level": f.level, "text": f.text} for f in verdict.findings],
         "verdict": verdict.status,
