@@ -17,6 +17,8 @@ import threading
 import uuid
 from collections.abc import Callable
 from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
 
 import pytest
 from interop_harness import PostfixServer
@@ -24,6 +26,7 @@ from interop_harness import PostfixServer
 import smtpsec
 import smtpsec.aio
 from conftest import Proxies
+from netutil import start_aiosmtpd
 from smtpsec import Security
 from smtpsec import smtplib as dropin
 from smtpsec._cli import main
@@ -130,6 +133,42 @@ def test_dropin_send_through_a_proxy(kind: str, proxies: Proxies, postfix: Postf
         client.send_message(_message(postfix, marker + "-ssl"))
     postfix.wait_for_delivery(marker)
     postfix.wait_for_delivery(marker + "-ssl")
+
+
+class _LMTPInbox:
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, bytes]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.delivered += [(rcpt, envelope.content) for rcpt in envelope.rcpt_tos]
+        return "250 2.0.0 ok"
+
+
+@pytest.mark.parametrize("kind", ["socks5-microsocks-userpass", "http-tinyproxy-basic"])
+def test_dropin_lmtp_through_a_proxy(kind: str, proxies: Proxies, tmp_path: Path) -> None:
+    """``LMTP(host, port, proxy=...)`` reaches an LMTP server (aiosmtpd) through the real
+    proxy; a Unix socket path with proxy= is refused before anything is opened."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.lmtp import LMTP as LMTPServer
+
+    class LMTPController(Controller):  # type: ignore[misc]
+        def factory(self) -> LMTPServer:
+            return LMTPServer(self.handler, **self.SMTP_kwargs)
+
+    inbox = _LMTPInbox()
+    controller = start_aiosmtpd(inbox, controller=LMTPController)
+    try:
+        url = _kinds(proxies)[kind]
+        with dropin.LMTP("127.0.0.1", controller.port, timeout=TIMEOUT, proxy=url) as client:
+            refused = client.sendmail(
+                "ann@example.test", ["bob@example.test"], b"Subject: lmtp\r\n\r\nhi\r\n"
+            )
+        assert refused == {}
+        assert inbox.delivered == [("bob@example.test", b"Subject: lmtp\r\n\r\nhi\r\n")]
+    finally:
+        controller.stop()
+    with pytest.raises(smtpsec.InvalidArgumentError, match="Unix socket"):
+        dropin.LMTP(str(tmp_path / "lmtp.sock"), proxy=_kinds(proxies)[kind])
 
 
 def test_aio_pool_through_a_proxy(proxies: Proxies, postfix: PostfixServer) -> None:

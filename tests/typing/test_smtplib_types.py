@@ -54,6 +54,7 @@ def _constructors() -> None:
     assert_type(smtplib.SMTP(allow_cleartext_auth=True), smtplib.SMTP)
     assert_type(smtplib.SMTP(timeout=None), smtplib.SMTP)
     assert_type(smtplib.LMTP("/run/dovecot/lmtp"), smtplib.LMTP)
+    assert_type(smtplib.LMTP("lmtp.internal", 24, proxy="socks5h://127.0.0.1:1080"), smtplib.LMTP)
     assert_type(smtplib.SMTP_SSL(local_hostname="client.example.com"), smtplib.SMTP_SSL)
     assert_type(smtplib.SMTP().connect("smtp.example.com", 25), Reply)
     smtplib.SMTP(True, allow_cleartext_auth=False)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from .._engine import (
     phases,
 )
 from ..errors import (
+    InvalidArgumentError,
     LocalProtocolError,
 )
 from ..modes import Security
@@ -130,6 +131,7 @@ class LMTP(SMTP, _std.LMTP):
     local, like loopback. After the message data LMTP answers once per accepted
     recipient: ``sendmail()`` adds the refusals among them to its return value,
     and raises ``SMTPDataError`` only when no recipient got the message.
+    ``proxy=`` is as for :class:`SMTP` (TCP only: not with a socket path).
     """
 
     _lmtp = True
@@ -144,6 +146,7 @@ class LMTP(SMTP, _std.LMTP):
         timeout: float | None = _std.socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
         *,
         allow_cleartext_auth: bool = False,
+        proxy: str | Proxy | None = None,
     ) -> None:
         SMTP.__init__(
             self,
@@ -153,6 +156,7 @@ class LMTP(SMTP, _std.LMTP):
             timeout,
             source_address,
             allow_cleartext_auth=allow_cleartext_auth,
+            proxy=proxy,
         )
 
     def connect(
@@ -165,6 +169,11 @@ class LMTP(SMTP, _std.LMTP):
                 # constructor's default (smtplib would look up "host:port").
                 port = 0
             return super().connect(host, port, source_address=source_address)
+        if self._proxy is not None:
+            raise InvalidArgumentError(
+                f"LMTP({host!r}, proxy=...): a Unix socket path cannot be reached through a "
+                "proxy; drop proxy= or give the LMTP server's host and port"
+            )
         self._prepare(host, 0, local=True)
         module = _socket_module()
         sock = module.socket(module.AF_UNIX, module.SOCK_STREAM)  # type: ignore[attr-defined]
