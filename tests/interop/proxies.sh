@@ -6,10 +6,12 @@
 #   dante        SOCKS4a + SOCKS5, loopback targets only  SMTPSEC_PROXY_DANTE_PORT
 #   tinyproxy    HTTP CONNECT, no authentication      SMTPSEC_PROXY_HTTP_PORT
 #   tinyproxy    HTTP CONNECT, Basic credentials      SMTPSEC_PROXY_HTTP_AUTH_PORT
+#   OpenSSH      SOCKS4, SOCKS4a (host names), SOCKS5: `ssh -D` through a private
+#                sshd on loopback (key login)         SMTPSEC_PROXY_SSH_SOCKS_PORT
 #
 # Usage: tests/interop/proxies.sh start|stop|status|env
 #
-#   start   Install dante-server, microsocks and tinyproxy if missing (Debian/apt,
+#   start   Install dante-server, microsocks, tinyproxy and openssh-server if missing (Debian/apt,
 #           as root), write private configs and start every daemon in the
 #           foreground of its own process group (no systemd, no /etc changes);
 #           waits until every port accepts. Idempotent.
@@ -29,8 +31,8 @@ HOST=127.0.0.1
 USER_NAME=proxyuser
 PASSWORD_FILE=$STATE/password
 READY_TIMEOUT=20
-PACKAGES=(dante-server microsocks tinyproxy)
-NAMES=(socks5 socks5auth dante http httpauth)
+PACKAGES=(dante-server microsocks tinyproxy openssh-server openssh-client)
+NAMES=(socks5 socks5auth dante http httpauth sshd sshsocks)
 
 log() { printf 'proxies.sh: %s\n' "$*" >&2; }
 die() {
@@ -145,6 +147,27 @@ EOF
       [[ $auth == 1 ]] && echo "BasicAuth $USER_NAME $password"
     } >"$file"
   done
+  # OpenSSH's dynamic forwarding is the SOCKS4a server (dante has no name form):
+  # a private sshd on loopback, and `ssh -D` logged in to it with a fresh key.
+  rm -f "$STATE"/ssh_host_key* "$STATE"/ssh_client_key*
+  ssh-keygen -q -t ed25519 -N '' -f "$STATE/ssh_host_key"
+  ssh-keygen -q -t ed25519 -N '' -f "$STATE/ssh_client_key"
+  cp "$STATE/ssh_client_key.pub" "$STATE/ssh_authorized_keys"
+  cat >"$STATE/sshd_config" <<EOF
+Port $(port_of sshd)
+ListenAddress $HOST
+HostKey $STATE/ssh_host_key
+PidFile $STATE/sshd.pid
+AuthorizedKeysFile $STATE/ssh_authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding local
+PermitOpen 127.0.0.1:* localhost:*
+X11Forwarding no
+EOF
 }
 
 start_one() { # start NAME COMMAND...: in its own session, pid in NAME.pid
@@ -174,6 +197,7 @@ SMTPSEC_PROXY_SOCKS5_AUTH_PORT=$(port_of socks5auth)
 SMTPSEC_PROXY_DANTE_PORT=$(port_of dante)
 SMTPSEC_PROXY_HTTP_PORT=$(port_of http)
 SMTPSEC_PROXY_HTTP_AUTH_PORT=$(port_of httpauth)
+SMTPSEC_PROXY_SSH_SOCKS_PORT=$(port_of sshsocks)
 SMTPSEC_PROXY_USER=$USER_NAME
 SMTPSEC_PROXY_PASSWORD=$(<"$PASSWORD_FILE")
 EOF
@@ -203,7 +227,18 @@ cmd_start() {
   start_one dante danted -f "$STATE/danted.conf"
   start_one http tinyproxy -d -c "$STATE/tinyproxy0.conf"
   start_one httpauth tinyproxy -d -c "$STATE/tinyproxy1.conf"
+  mkdir -p /run/sshd # sshd's privilege-separation directory
+  start_one sshd "$(command -v sshd || echo /usr/sbin/sshd)" -D -e -f "$STATE/sshd_config"
   local waited=0
+  until port_open "$(port_of sshd)"; do
+    ((waited++ < READY_TIMEOUT * 10)) || break
+    sleep 0.1
+  done
+  start_one sshsocks ssh -N -T -p "$(port_of sshd)" -i "$STATE/ssh_client_key" \
+    -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o ExitOnForwardFailure=yes -o ServerAliveInterval=30 \
+    -D "$HOST:$(port_of sshsocks)" "root@$HOST"
+  waited=0
   until all_ready; do
     ((waited++ < READY_TIMEOUT * 10)) || {
       tail -n 20 "$STATE"/*.out "$STATE"/*.log 2>/dev/null >&2 || true
@@ -213,7 +248,7 @@ cmd_start() {
     sleep 0.1
   done
   write_env_json
-  log "microsocks, dante and tinyproxy run on $HOST (env: $ENV_JSON)"
+  log "microsocks, dante, tinyproxy and ssh -D run on $HOST (env: $ENV_JSON)"
   env_lines
 }
 

@@ -1,7 +1,7 @@
 """Fixtures for the network tests: real proxies, the Postfix interop server, namespaces.
 
 The proxies come from ``tests/interop/proxies.sh start`` (microsocks, dante,
-tinyproxy on loopback), Postfix from ``tests/interop/postfix.sh start``. Without
+tinyproxy and OpenSSH's ``ssh -D`` on loopback), Postfix from ``tests/interop/postfix.sh start``. Without
 them the tests skip, unless ``SMTPSEC_INTEROP=1`` (set by ``.ci/run``) promised
 them, in which case they fail loudly.
 """
@@ -45,6 +45,7 @@ class Proxies:
     dante: int
     http: int
     http_auth: int
+    ssh_socks: int
     user: str
     password: str
 
@@ -70,10 +71,12 @@ def proxies() -> Proxies:
         dante=int(data["SMTPSEC_PROXY_DANTE_PORT"]),
         http=int(data["SMTPSEC_PROXY_HTTP_PORT"]),
         http_auth=int(data["SMTPSEC_PROXY_HTTP_AUTH_PORT"]),
+        ssh_socks=int(data["SMTPSEC_PROXY_SSH_SOCKS_PORT"]),
         user=data["SMTPSEC_PROXY_USER"],
         password=data["SMTPSEC_PROXY_PASSWORD"],
     )
-    for port in (found.socks5, found.socks5_auth, found.dante, found.http, found.http_auth):
+    ports = (found.socks5, found.socks5_auth, found.dante, found.http, found.http_auth)
+    for port in (*ports, found.ssh_socks):
         try:
             socket.create_connection((found.host, port), timeout=5).close()
         except OSError as exc:

@@ -50,16 +50,19 @@ def _kinds(p: Proxies) -> dict[str, str]:
         "socks5-microsocks-userpass": p.url("socks5", p.socks5_auth, auth=True),
         "socks5h-dante": p.url("socks5h", p.dante),
         "socks4a-dante-ipv4": p.url("socks4a", p.dante),
+        "socks4a-openssh-name": p.url("socks4a", p.ssh_socks),
+        "socks5h-openssh": p.url("socks5h", p.ssh_socks),
         "http-tinyproxy": p.url("http", p.http),
         "http-tinyproxy-basic": p.url("http", p.http_auth, auth=True),
     }
 
 
-KINDS = list(_kinds(Proxies("", 0, 0, 0, 0, 0, "", "")))
+KINDS = list(_kinds(Proxies("", 0, 0, 0, 0, 0, 0, "", "")))
 
 
 def _host(kind: str) -> str:
-    # dante has no SOCKS4a: it resolves nothing itself, so its SOCKS4 gets the address.
+    # dante has no SOCKS4a: it resolves nothing itself, so its SOCKS4 gets the
+    # address. OpenSSH's ssh -D speaks SOCKS4a: it gets the name, and resolves it.
     return "127.0.0.1" if kind == "socks4a-dante-ipv4" else "localhost"
 
 
