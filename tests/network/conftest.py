@@ -1,9 +1,10 @@
 """Fixtures for the network tests: real proxies, the Postfix interop server, namespaces.
 
 The proxies come from ``tests/interop/proxies.sh start`` (microsocks, dante,
-tinyproxy and OpenSSH's ``ssh -D`` on loopback), Postfix from ``tests/interop/postfix.sh start``. Without
-them the tests skip, unless ``SMTPSEC_INTEROP=1`` (set by ``.ci/run``) promised
-them, in which case they fail loudly.
+tinyproxy and OpenSSH's ``ssh -D`` on loopback), Postfix from
+``tests/interop/postfix.sh start``. Without them the tests skip, unless
+``SMTPSEC_INTEROP=1`` (set by ``.ci/run``) promised them, in which case they
+fail loudly.
 """
 
 from __future__ import annotations
