@@ -18,7 +18,6 @@ from ._engine import (
     connect_steps,
     emit,
     run_sync,
-    single,
     transport_steps,
 )
 from .discovery import Endpoint
@@ -84,8 +83,7 @@ class Session(SessionState):
             TimeoutError: the server did not answer in time (session closed).
             RemoteProtocolError: the server broke the protocol (session closed).
         """
-        item = Outgoing(message, sender, recipients)
-        return single(run_sync(self._send_steps([item], options)))
+        return run_sync(self._send_one_steps(message, sender, recipients, options))
 
     def send_many(
         self,
@@ -201,5 +199,5 @@ def send(
     finally:
         emit(recipe.findings, stacklevel=2)
     with session:
-        item = Outgoing(message, sender, recipients)
-        return single(run_sync(session._send_steps([item], options, then_quit=True)))
+        steps = session._send_one_steps(message, sender, recipients, options, then_quit=True)
+        return run_sync(steps)

@@ -274,8 +274,8 @@ def _new_context(policy: Policy, check_hostname: bool) -> ssl.SSLContext:
     ctx.hostname_checks_common_name = False
     # Python 3.13's strict X.509 checks, applied on every version we support.
     ctx.verify_flags |= getattr(ssl, "VERIFY_X509_STRICT", 0)
-    # No compression (CRIME) and no renegotiation: off by default, stated anyway.
-    ctx.options |= ssl.OP_NO_COMPRESSION
+    # No compression (CRIME) and no TLS 1.2 renegotiation a server asks for.
+    ctx.options |= ssl.OP_NO_COMPRESSION | getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     if policy.client_cert is not None:
         certfile, keyfile, *rest = policy.client_cert
         ctx.load_cert_chain(certfile, keyfile, rest[0] if rest else None)

@@ -8,7 +8,7 @@ from _aio_kit import async_test, eventually
 
 from smtpsec.transports._asyncio import _BUFFER_LIMIT, open_connection
 
-FLOOD = 8 * 1024 * 1024  # far more than the client may hold
+FLOOD = 16 * 1024 * 1024  # far more than the client may hold (4 MiB)
 
 
 @async_test

@@ -34,6 +34,7 @@ def test_default_context_is_strict__R_8314_5_2_2__R_7817_3_6() -> None:
     assert ctx.hostname_checks_common_name is False  # RFC 9525
     assert ctx.verify_flags & ssl.VERIFY_X509_STRICT  # R-PY-16, on every Python
     assert ctx.options & ssl.OP_NO_COMPRESSION
+    assert ctx.options & ssl.OP_NO_RENEGOTIATION  # no server-initiated TLS 1.2 renegotiation
 
 
 def test_default_trust_is_certifi() -> None:

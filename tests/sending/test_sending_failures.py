@@ -19,6 +19,8 @@ from smtpsec.errors import (
     SenderRefused,
 )
 from smtpsec.testing import ServerSession
+from smtpsec.transports import MemoryTransport
+from smtpsec.transports._memory import FAKE_TLS
 
 MODES = {
     "bdat-pipelined": None,
@@ -295,3 +297,51 @@ def test_segments_show_no_body_after_refused_data_in_pipeline(serve: Any, connec
     with connect(srv) as session, pytest.raises(RecipientsRefused):
         session.send(message(), recipients=["r@example.test"])
     assert all(CANARY.encode() not in s for s in flights(finished(srv)))
+
+
+class _AnswersThenBreaks(MemoryTransport):
+    """After TLS: answers the first messages of the transaction flight, then its write fails."""
+
+    def __init__(self, after_tls: list[bytes], answers: bytes) -> None:
+        super().__init__(after_tls=after_tls)
+        self._answers = answers
+        self._arrived = b""
+
+    def start_tls(self, context: object, **_options: object) -> MemoryTransport:  # type: ignore[override]
+        self.upgraded = tls = _AnswersThenBreaks([], self._answers)
+        tls._incoming.extend(self._after_tls)
+        tls._tls = FAKE_TLS
+        return tls
+
+    def write(self, data: bytes, *, timeout: float) -> None:
+        super().write(data, timeout=timeout)
+        if b"MAIL FROM" in data:
+            self._arrived = self._answers  # read by the transport while it waited
+            raise smtpsec.ConnectError("connection lost while writing: broken pipe")
+
+    def poll(self) -> bytes | None:
+        data, self._arrived = self._arrived, b""
+        return data or None
+
+
+def test_replies_that_arrived_before_a_failed_write_still_settle_their_messages() -> None:
+    """A write fails half-way through a flight of three messages, but the server's
+    replies to the first message had already arrived: that message is a SendResult,
+    not DeliveryUnknown; the others are not reported as sent."""
+    ok = b"250 2.0.0 ok\r\n"
+    transport = _AnswersThenBreaks(
+        [b"220 mem ESMTP\r\n", b"250-mem.example.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n"],
+        answers=ok * 2 + b"250 2.0.0 queued as A1\r\n",  # MAIL, RCPT, BDAT of message 1
+    )
+    session = smtpsec.connect_transport(
+        transport, "mem.example.test", 465, security=smtpsec.Security.IMPLICIT_TLS, timeout=1.0
+    )
+    raw = b"Subject: x\r\n\r\nhi\r\n"
+    outcomes = session.send_many(
+        [smtpsec.Outgoing(raw, "ann@example.test", [f"bob{i}@example.test"]) for i in range(3)]
+    )
+    first, *rest = outcomes
+    assert isinstance(first, smtpsec.SendResult), first
+    assert first.accepted == ("bob0@example.test",)
+    assert all(isinstance(o, smtpsec.DeliveryUnknown) for o in rest), rest
+    assert session.closed

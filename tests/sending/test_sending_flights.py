@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -232,3 +233,32 @@ def test_R_2920_3_1_5_flights_stay_small_over_a_callers_transport(serve: Any, ca
 
 def test_pipelined_default_extensions_are_the_fast_path() -> None:
     assert {"PIPELINING", "CHUNKING"} <= {e.split()[0] for e in DEFAULT_EXTENSIONS}
+
+
+def _half_kib_rcpt_replies(session: ServerSession, line: str) -> bytes | None:
+    if line.upper().startswith("RCPT"):
+        session.send(b"250-" + b"x" * 500 + b"\r\n")  # then the normal final line
+    return None
+
+
+def test_R_2920_3_1_5_one_flight_larger_than_every_socket_buffer(serve: Any, cafile: Path) -> None:
+    """A flight of 4,000 RCPTs (about 100 KB) is larger than the server's read buffer
+    (64 KiB) and both sides' socket buffers (8 KiB each) together, and the server writes
+    each RCPT's reply (about half a KiB) before it reads on: unless the client's write
+    reads meanwhile, both sides wait for each other until the timeout. It goes in one
+    flight and completes."""
+    srv = serve(on_command=_half_kib_rcpt_replies, socket_buffer=8192)
+    sock = open_socket("127.0.0.1", srv.port, timeout=5)
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        sock.setsockopt(socket.SOL_SOCKET, option, 8192)
+    rcpts = [f"user{i}@example.test" for i in range(4000)]
+    policy = smtpsec.Policy(cafile=str(cafile))
+    transport = SocketTransport(sock, peer=f"127.0.0.1:{srv.port}")
+    with smtpsec.connect_transport(
+        transport, "localhost", srv.port, policy=policy, timeout=20
+    ) as session:
+        before = session._wire.writes
+        result = session.send(message(), recipients=rcpts)
+        assert session._wire.writes - before == 1
+    assert result.accepted == tuple(rcpts)
+    assert srv.messages[0].recipients == tuple(rcpts)

@@ -9,7 +9,7 @@ import email.policy
 import email.utils
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from email.message import Message
 from typing import BinaryIO, Final
@@ -244,13 +244,9 @@ def _envelope_of(
     return sender, hdr_rcpts if recipients is None else recipients
 
 
-def _from_message(message: Message, sender: str, rcpts: Sequence[str]) -> PreparedMessage:
+def _from_message(message: Message, sender: str, *, envelope_utf8: bool) -> PreparedMessage:
     """Render a checked message for a checked envelope (Bcc removed, Date and Message-ID added)."""
-    utf8 = (
-        mailbox_needs_smtputf8(sender)
-        or any(mailbox_needs_smtputf8(r) for r in rcpts)
-        or _needs_utf8(message)
-    )
+    utf8 = envelope_utf8 or _needs_utf8(message)
     clone = _submission_copy(message, sender)
     data = _render(clone, _policy(message, utf8=utf8))
     size, eight_bit = _scan(_bytes_source(data)())
@@ -296,8 +292,9 @@ def prepare_message(
     # The envelope is checked before anything is built from it: the sender's
     # domain goes into the Message-ID added to a Message.
     sender, rcpts = _checked_envelope(sender, recipients, allow_unqualified=allow_unqualified)
+    envelope_utf8 = mailbox_needs_smtputf8(sender) or any(map(mailbox_needs_smtputf8, rcpts))
     if isinstance(message, Message):
-        prepared = _from_message(message, sender, rcpts)
+        prepared = _from_message(message, sender, envelope_utf8=envelope_utf8)
     elif isinstance(message, (bytes, bytearray, memoryview)):
         octets = _as_bytes(message)
         size, eight_bit = _scan(_bytes_source(octets)())
@@ -312,13 +309,12 @@ def prepare_message(
             f"cannot send a {type(untyped).__name__}: pass an EmailMessage, bytes, a binary "
             "file or an iterable of bytes"
         )
-    utf8 = (
-        prepared.smtputf8
-        or mailbox_needs_smtputf8(sender)
-        or any(mailbox_needs_smtputf8(r) for r in rcpts)
-    )
     return replace(
-        prepared, sender=sender, recipients=rcpts, smtputf8=utf8, unqualified=allow_unqualified
+        prepared,
+        sender=sender,
+        recipients=rcpts,
+        smtputf8=prepared.smtputf8 or envelope_utf8,
+        unqualified=allow_unqualified,
     )
 
 

@@ -106,6 +106,19 @@ class SessionState:
             outcomes += yield from self._send_window(window, options, then_quit=then_quit)
         return outcomes
 
+    def _send_one_steps(
+        self,
+        message: MessageInput,
+        sender: str | None,
+        recipients: Iterable[str] | None,
+        options: SendOptions | None,
+        *,
+        then_quit: bool = False,
+    ) -> IO[SendResult]:
+        """One message: its result, or its error raised (``then_quit`` as for ``_send_steps``)."""
+        item = Outgoing(message, sender, recipients)
+        return single((yield from self._send_steps([item], options, then_quit=then_quit)))
+
     def _send_window(
         self,
         items: list[MessageInput | Outgoing],

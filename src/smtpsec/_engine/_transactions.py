@@ -11,6 +11,7 @@ waits for its reply. Replies are matched to commands by counting (RFC 2920
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -495,7 +496,13 @@ class _Engine:
         A message whose last byte went out may have been accepted:
         :class:`DeliveryUnknown`. Of the others, the first carries the cause
         and the rest a :class:`ConnectError` chained to it (none was sent).
+        Replies that had already arrived (taken in while a long write waited,
+        say) are handled first, so the messages they settle keep their outcome.
         """
+        with contextlib.suppress(SMTPSecError):  # the connection is going anyway
+            for response in (yield from self.wire.arrived()):
+                if callable(response.tag):
+                    response.tag(response.reply)
         yield from self.wire.close()
         first = True
         for tx in txs:

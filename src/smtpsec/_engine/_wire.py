@@ -192,6 +192,32 @@ class Wire:
         response = self.conn.next_response()
         if response is None:
             response = yield from self._receive()
+        return self._seen(response)
+
+    def arrived(self) -> IO[list[Response]]:
+        """The responses that already arrived, without waiting or writing.
+
+        For a dialogue that must stop (a write failed): replies the server sent
+        before the failure still say what became of the commands they answer.
+        Stops at the first malformed reply or at the end of the stream.
+        """
+        found: list[Response] = []
+        while True:
+            response = self.conn.next_response()
+            if response is not None:
+                found.append(self._seen(response))
+                continue
+            if self.conn.state is State.CLOSED or not self.conn.unanswered:
+                return found
+            data = yield from perform(Poll(self.transport))
+            if not data:
+                return found
+            try:
+                self.conn.receive_data(data)
+            except RemoteProtocolError:
+                return found
+
+    def _seen(self, response: Response) -> Response:
         if transcript.isEnabledFor(logging.DEBUG):
             for line in response.reply.lines or ("",):
                 transcript.debug("S: %d %s", response.reply.code, line)

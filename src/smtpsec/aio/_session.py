@@ -13,7 +13,7 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from .._engine import Recipe, SessionState, connect_steps, emit, run_async, single
+from .._engine import Recipe, SessionState, connect_steps, emit, run_async
 from ..discovery import Endpoint
 from ..errors import SMTPSecError
 from ..options import ConnectOptions
@@ -58,8 +58,7 @@ class AsyncSession(SessionState):
         Returns:
             The :class:`~smtpsec.SendResult`; refused recipients are in ``result.refused``.
         """
-        item = Outgoing(message, sender, recipients)
-        return single(await run_async(self._send_steps([item], options)))
+        return await run_async(self._send_one_steps(message, sender, recipients, options))
 
     async def send_many(
         self,
@@ -169,5 +168,5 @@ async def send(
     """Connect, send one message, close; see :func:`smtpsec.send`."""
     recipe = Recipe.prepare(host, port, connect_options, where="send")
     async with Connecting(recipe) as session:
-        item = Outgoing(message, sender, recipients)
-        return single(await run_async(session._send_steps([item], options, then_quit=True)))
+        steps = session._send_one_steps(message, sender, recipients, options, then_quit=True)
+        return await run_async(steps)

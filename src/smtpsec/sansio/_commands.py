@@ -322,7 +322,7 @@ def validate_mailbox(
         InvalidArgumentError: with a message naming the problem and the address.
     """
     if type(address) is str:  # a str subclass could compare equal to a checked address
-        _check_mailbox_cached(address, allow_empty, allow_unqualified)
+        _check_mailbox_cached(address, bool(allow_empty), bool(allow_unqualified))
     else:
         _check_mailbox(address, allow_empty, allow_unqualified)
     return address
@@ -377,6 +377,7 @@ def _check_mailbox(address: str, allow_empty: bool, allow_unqualified: bool) -> 
 #: Each address is checked when a message is prepared, when its envelope is
 #: planned and when its command is encoded; the rules depend on the text alone,
 #: so recent good addresses are remembered (a refusal raises and is not kept).
+#: The last 4,096 good addresses thus stay in this process's memory.
 _check_mailbox_cached: Final = functools.lru_cache(maxsize=4096)(_check_mailbox)
 
 

@@ -182,6 +182,9 @@ class Script:
         endless_multiline: shortcut for an endless ``220-`` greeting.
         long_line: shortcut for a greeting of this many bytes with no CRLF.
         on_command: escape hatch, see :data:`CommandHook`.
+        socket_buffer: bytes for each connection's kernel send and receive
+            buffers (``SO_SNDBUF``/``SO_RCVBUF``), to make flow control bite
+            with small amounts of data; ``None`` leaves the system's.
     """
 
     greeting: Reply = DEFAULT_GREETING
@@ -213,6 +216,7 @@ class Script:
     endless_multiline: bool = False
     long_line: int | None = None
     on_command: CommandHook | None = None
+    socket_buffer: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("replies", "pre_tls_replies", "post_tls_replies"):

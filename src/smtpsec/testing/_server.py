@@ -152,6 +152,8 @@ class SMTPServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.script.socket_buffer is not None:  # inherited by accepted sockets
+            _set_buffers(listener, self.script.socket_buffer)
         listener.bind((host, port))
         listener.listen(64)
         self._listener = listener
@@ -328,6 +330,8 @@ class SMTPServer:
         # Replies to a pipelined group go out as separate writes; without
         # TCP_NODELAY, Nagle's algorithm would hold them back on a slow link.
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.script.socket_buffer is not None:
+            _set_buffers(conn, self.script.socket_buffer)
         with self._lock:
             capture = Capture(index=len(self._captures), peer=(str(peer[0]), int(peer[1])))
             self._captures.append(capture)
@@ -374,3 +378,8 @@ def _install_sni(ctx: ssl.SSLContext) -> None:
         return previous(sock, name, context)  # type: ignore[arg-type]
 
     ctx.sni_callback = chained
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        sock.setsockopt(socket.SOL_SOCKET, option, size)

@@ -74,8 +74,10 @@ else:  # Python 3.10 has no asyncio.timeout
 
 
 #: Received bytes held before reading pauses: a server that floods an idle or
-#: busy client meets TCP backpressure, not unbounded memory.
-_BUFFER_LIMIT = 256 * 1024
+#: busy client meets TCP backpressure, not unbounded memory. Large enough for
+#: the replies to a whole flight while its write drains (4,096 replies of up to
+#: about 1 KiB), like the blocking transport's take-in limit.
+_BUFFER_LIMIT = 4 * 1024 * 1024
 
 
 class _Protocol(asyncio.Protocol):
@@ -257,9 +259,9 @@ class AsyncTransport:
 
     #: ``start_tls`` takes ``session=`` (resumption, on smtpsec's own contexts).
     resumes_tls_sessions = True
-    #: The loop keeps receiving while a write is buffered, and ``write`` only
-    #: waits above 1 MiB unsent, more than any engine flight: flights need no
-    #: small bound.
+    #: The loop keeps receiving while ``write`` waits for the buffer to drain,
+    #: up to :data:`_BUFFER_LIMIT` of unread bytes (the blocking transport's
+    #: take-in limit), far more than the replies to any engine flight.
     reads_while_writing = True
 
     def __init__(

@@ -13,7 +13,15 @@ __all__ = ["AnyTransport", "AsyncTransportProtocol", "Transport"]
 
 @runtime_checkable
 class Transport(Protocol):
-    """A bidirectional byte stream to one SMTP server."""
+    """A bidirectional byte stream to one SMTP server.
+
+    A transport class may also say ``reads_while_writing = True`` when its
+    ``write`` keeps reading (and keeps for ``read``) what arrives while it waits
+    for room, as smtpsec's own do; the engine then writes pipelined flights of
+    up to 4,096 commands. Without it flights stay at 256 commands, whose replies
+    fit in socket buffers while a blocked write does not read. A subclass whose
+    ``write`` does not read must set it back to ``False``.
+    """
 
     @property
     def tls(self) -> TLSInfo | None:

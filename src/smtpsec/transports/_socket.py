@@ -74,8 +74,9 @@ class SocketTransport:
         self._closed = False
         #: Bytes read but not handed out yet: what arrived with a proxy's reply, or
         #: replies that arrived while a write waited for room.
-        self._pending = b""
+        self._pending = bytearray()
         self._eof_seen = False
+        self._recv_wants_write = False
 
     @property
     def tls(self) -> TLSInfo | None:
@@ -118,10 +119,10 @@ class SocketTransport:
                     self._sock.setblocking(False)
                     sent = self._sock.send(view)
                 except (BlockingIOError, ssl.SSLWantWriteError):
-                    self._wait_for_room(deadline, readable_only=False)
+                    self._wait_for_room(deadline, tls_wants_read=False)
                     continue
                 except ssl.SSLWantReadError:  # TLS needs the peer's bytes first
-                    self._wait_for_room(deadline, readable_only=True)
+                    self._wait_for_room(deadline, tls_wants_read=True)
                     continue
                 except OSError as exc:
                     raise ConnectError(
@@ -129,13 +130,25 @@ class SocketTransport:
                     ) from exc
                 view = view[sent:]
 
-    def _wait_for_room(self, deadline: float, *, readable_only: bool) -> None:
-        """Wait until the socket takes more (or bytes arrive); keep arriving bytes."""
+    def _wait_for_room(self, deadline: float, *, tls_wants_read: bool) -> None:
+        """Wait until the socket takes more, keeping what arrives meanwhile.
+
+        ``tls_wants_read``: TLS cannot send before it has read (a TLS 1.2
+        renegotiation, say), so only readability is waited for.
+        """
         remaining = max(deadline - time.monotonic(), 0.0)  # the caller checks the deadline
-        # TLS that needs the peer's bytes reads whatever the limit.
-        taking = readable_only or (not self._eof_seen and len(self._pending) < _TAKE_IN_LIMIT)
-        events = (selectors.EVENT_READ if taking else 0) | (
-            0 if readable_only else selectors.EVENT_WRITE
+        keeping = not self._eof_seen and len(self._pending) < _TAKE_IN_LIMIT
+        if tls_wants_read and not keeping:
+            raise ConnectError(
+                f"connection to {self._peer} failed while writing: the server sent "
+                f"{'its end of stream' if self._eof_seen else 'over 4 MiB'} without "
+                "reading what was written"
+            )
+        # After a read that TLS could only finish by writing, wait for room alone:
+        # readability then would wake this loop at once, again and again.
+        reading = keeping and not self._recv_wants_write
+        events = (selectors.EVENT_READ if reading else 0) | (
+            0 if tls_wants_read else selectors.EVENT_WRITE
         )
         try:
             # A selector, not select(): the process may hold descriptors above 1023.
@@ -144,11 +157,15 @@ class SocketTransport:
                 ready = selector.select(remaining)
         except (OSError, ValueError) as exc:  # closed underneath us
             raise ConnectError(f"connection to {self._peer} lost while writing: {exc}") from exc
+        self._recv_wants_write = False
         if not any(mask & selectors.EVENT_READ for _key, mask in ready):
             return
         try:
             chunk = self._sock.recv(_READ_SIZE)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        except ssl.SSLWantWriteError:
+            self._recv_wants_write = True
+            return
+        except (BlockingIOError, ssl.SSLWantReadError):
             return  # a partial TLS record, or only a session ticket
         except OSError:
             self._eof_seen = True  # the next send, or the read after, says why
@@ -158,11 +175,15 @@ class SocketTransport:
         else:
             self._eof_seen = True
 
+    def _take_pending(self) -> bytes:
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
     def read(self, *, timeout: float) -> bytes:
         """Return the next bytes available, or ``b""`` at end of stream."""
         if self._pending:
-            data, self._pending = self._pending, b""
-            return data
+            return self._take_pending()
         if timeout <= 0:
             raise DeadlineError(f"no complete reply from {self._peer} in time")
         with self._timeout_kept():
@@ -181,8 +202,7 @@ class SocketTransport:
     def poll(self) -> bytes | None:
         """Non-blocking read: ``None`` if nothing arrived, ``b""`` at end of stream."""
         if self._pending:
-            data, self._pending = self._pending, b""
-            return data
+            return self._take_pending()
         with self._timeout_kept():
             try:
                 self._sock.setblocking(False)
@@ -197,7 +217,7 @@ class SocketTransport:
         if isinstance(self._sock, ssl.SSLSocket):
             return b""
         if self._pending:
-            return self._pending
+            return bytes(self._pending)
         # With a timeout set, recv() waits for readability even with MSG_DONTWAIT;
         # a non-blocking socket answers at once.
         with self._timeout_kept():
