@@ -10,6 +10,8 @@ import pytest
 
 import smtpsec
 from smtpsec import Security
+from smtpsec._engine import run_sync
+from smtpsec._types import QUIT_WAIT
 from smtpsec.testing import CA, Drip, SMTPServer
 from smtpsec.transports import MemoryTransport
 
@@ -209,12 +211,22 @@ def test_one_shot_send_waits_for_the_message_before_quit_otherwise(
 def test_one_shot_send_with_quit_pipelined_waits_only_briefly_for_221(
     ca: CA, policy: smtpsec.Policy
 ) -> None:
-    """The message is accepted, the 221 never comes: send() returns the result after
-    the bounded QUIT wait (R-8314-3.4-2), not after the 600 s reply timeout."""
+    """The message is accepted, the 221 never comes: the one-shot path returns the
+    result after the bounded QUIT wait (R-8314-3.4-2), not after the 600 s reply
+    timeout. Run on a session to see the wait it used."""
     with SMTPServer(_leaf(ca), tls=Security.IMPLICIT_TLS, replies={"QUIT": None}) as srv:
         result = _one_shot(srv, policy, timeout=600)
         assert len(srv.messages) == 1
-    assert result.accepted == ("bob@example.test",)
+        session = smtpsec.connect(
+            "localhost", srv.port, security=Security.IMPLICIT_TLS, policy=policy, timeout=600
+        )
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "ann@example.test", "bob@example.test", "x"
+        msg.set_content("hello\n")
+        again = run_sync(session._send_one_steps(msg, None, None, None, then_quit=True))
+        assert session.closed
+        assert session._wire.timeout == QUIT_WAIT  # the 221 was awaited this long at most
+    assert result.accepted == again.accepted == ("bob@example.test",)
 
 
 def test_one_shot_send_refused_with_quit_pipelined_raises_the_refusal(
