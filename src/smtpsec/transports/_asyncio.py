@@ -260,8 +260,8 @@ class AsyncTransport:
     #: ``start_tls`` takes ``session=`` (resumption, on smtpsec's own contexts).
     resumes_tls_sessions = True
     #: The loop keeps receiving while ``write`` waits for the buffer to drain,
-    #: up to :data:`_BUFFER_LIMIT` of unread bytes (the blocking transport's
-    #: take-in limit), far more than the replies to any engine flight.
+    #: up to 4 MiB of unread bytes (the blocking transport's take-in limit),
+    #: far more than the replies to any engine flight.
     reads_while_writing = True
 
     def __init__(
