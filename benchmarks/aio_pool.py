@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import email.policy
-import email.utils
 import json
-import multiprocessing
 import shlex
 import socket
 import ssl
@@ -51,25 +48,20 @@ import aiosmtplib
 
 import smtpsec
 import smtpsec.aio
+from benchmarks import messages
+from benchmarks.clients import EHLO_NAME, TIMEOUT, aiosmtplib_client
 from benchmarks.report import machine_info
+from benchmarks.servers import PASSWORD, USER, serve_in_child
 from smtpsec import Security
 
 __all__ = ["Config", "Results", "Sample", "main", "render", "run"]
 
-USER: Final = "bench"
-PASSWORD: Final = "bench-password"
 HOST: Final = "127.0.0.1"
-#: The same EHLO name for every client, so nobody pays for socket.getfqdn().
-EHLO_NAME: Final = "bench.localhost"
-SENDER: Final = "sender@bench.test"
-TIMEOUT: Final = 60.0
 LIBRARIES: Final = ("smtpsec", "aiosmtplib")
 #: ``email``: EmailMessage objects (``send_message``); ``bytes``: the same messages
 #: rendered beforehand (``Outgoing(bytes, …)`` / ``sendmail``), which leaves out
 #: each library's message preparation.
 PAYLOADS: Final = ("email", "bytes")
-#: About 1 KiB of text per message, like the latency benchmark's messages.
-_BODY: Final = "The quick brown fox jumps over the lazy dog.\n" * 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,22 +169,10 @@ class _Server:
 
 @contextmanager
 def _server_process(workdir: Path) -> Iterator[_Server]:
-    context = multiprocessing.get_context("spawn")
-    mine, theirs = context.Pipe()
-    process = context.Process(target=_serve, args=(theirs,), daemon=True)
-    process.start()
-    try:
-        if not mine.poll(60):
-            raise RuntimeError("the benchmark server did not start within 60 s")
-        port, ca_pem = mine.recv()
+    with serve_in_child(_serve) as (pipe, (port, ca_pem)):
         cafile = workdir / "aio-bench-ca.pem"
         cafile.write_bytes(ca_pem)
-        yield _Server(port, str(cafile), mine)
-    finally:
-        mine.send("stop")
-        process.join(30)
-        if process.is_alive():  # pragma: no cover - a stuck server thread
-            process.terminate()
+        yield _Server(port, str(cafile), pipe)
 
 
 # ---------------------------------------------------------------------------- the clients
@@ -203,28 +183,16 @@ class _Payload:
     """The messages of one sample: EmailMessage objects, or the same rendered to bytes."""
 
     emails: list[EmailMessage]
-    raw: list[tuple[str, list[str], bytes]] | None  # (sender, recipients, content)
+    raw: list[messages.Raw] | None
 
     def __len__(self) -> int:
         return len(self.emails)
 
 
 def _payload(count: int, kind: str) -> _Payload:
-    """Fresh messages for one sample, built outside the timing."""
-    emails = []
-    for index in range(count):
-        msg = EmailMessage()
-        msg["From"] = SENDER
-        msg["To"] = f"rcpt{index % 10}@bench.test"
-        msg["Subject"] = f"smtpsec aio benchmark {index}"
-        msg["Date"] = email.utils.formatdate(localtime=True)
-        msg["Message-ID"] = email.utils.make_msgid(domain="bench.test")
-        msg.set_content(_BODY)
-        emails.append(msg)
-    if kind == "email":
-        return _Payload(emails, None)
-    raw = [(SENDER, [str(m["To"])], m.as_bytes(policy=email.policy.SMTP)) for m in emails]
-    return _Payload(emails, raw)
+    """Fresh messages for one sample, built outside the timing (ten recipients in turn)."""
+    emails = messages.emails(count, subject="smtpsec aio benchmark", mailboxes=10)
+    return _Payload(emails, None if kind == "email" else messages.rendered(emails))
 
 
 async def _smtpsec(server: _Server, n: int, payload: _Payload, batch: int) -> tuple[float, int]:
@@ -255,16 +223,8 @@ async def _aiosmtplib(server: _Server, n: int, payload: _Payload) -> tuple[float
     context = ssl.create_default_context(cafile=server.cafile)
 
     async def client(share: range) -> aiosmtplib.SMTP:
-        smtp = aiosmtplib.SMTP(
-            hostname=HOST,
-            port=server.port,
-            username=USER,
-            password=PASSWORD,
-            local_hostname=EHLO_NAME,
-            use_tls=True,
-            validate_certs=True,
-            tls_context=context,
-            timeout=TIMEOUT,
+        smtp = aiosmtplib_client(
+            HOST, server.port, username=USER, password=PASSWORD, context=context
         )
         await smtp.connect()  # logs in, given credentials
         for index in share:

@@ -38,13 +38,9 @@ import argparse
 import asyncio
 import base64
 import cProfile
-import dataclasses
-import email.policy
-import email.utils
 import gc
 import io
 import json
-import multiprocessing
 import pstats
 import shlex
 import smtplib
@@ -66,22 +62,15 @@ if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import smtpsec
+from benchmarks import messages
+from benchmarks.clients import EHLO_NAME, TIMEOUT, aiosmtplib_client
 from benchmarks.report import machine_info
-from benchmarks.servers import PASSWORD, USER, SinkServer
+from benchmarks.servers import PASSWORD, USER, SinkServer, serve_in_child
 from smtpsec import Security
-
-try:
-    import aiosmtplib
-except ImportError:  # pragma: no cover - aiosmtplib is a dev dependency
-    aiosmtplib = None  # type: ignore[assignment]
 
 __all__ = ["Config", "Results", "Sample", "main", "render", "run"]
 
 HOST: Final = "127.0.0.1"
-#: The same EHLO name for every client, so nobody pays for socket.getfqdn().
-EHLO_NAME: Final = "bench.localhost"
-SENDER: Final = "sender@bench.test"
-TIMEOUT: Final = 60.0
 LIBRARIES: Final = ("smtpsec", "smtplib", "aiosmtplib", "raw")
 #: (library, message kind) in table order; ``raw`` only sends bytes.
 CASES: Final = (
@@ -102,8 +91,6 @@ _CALLS: Final = {
     ("aiosmtplib", "email"): "aiosmtplib `send_message` loop",
     ("raw", "bytes"): "raw `ssl` socket, pre-built pipelined commands",
 }
-#: About 1 KiB of text per message, like the other benchmarks' messages.
-_BODY: Final = "The quick brown fox jumps over the lazy dog.\n" * 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +160,6 @@ class Results:
     command: str
     machine: dict[str, str]
     samples: list[Sample] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def runs(self, library: str, kind: str) -> list[Sample]:
@@ -206,44 +192,11 @@ class _Server:
 
 @contextmanager
 def _server_process(workdir: Path, coalesce: bool) -> Iterator[_Server]:
-    context = multiprocessing.get_context("spawn")
-    mine, theirs = context.Pipe()
-    process = context.Process(target=_serve, args=(theirs, str(workdir), coalesce), daemon=True)
-    process.start()
-    try:
-        if not mine.poll(60):
-            raise RuntimeError("the sink server did not start within 60 s")
-        port, cafile = mine.recv()
-        yield _Server(int(port), str(cafile), mine)
-    finally:
-        mine.send("stop")
-        process.join(30)
-        if process.is_alive():  # pragma: no cover - a stuck server thread
-            process.terminate()
+    with serve_in_child(_serve, str(workdir), coalesce) as (pipe, (port, cafile)):
+        yield _Server(int(port), str(cafile), pipe)
 
 
 # ---------------------------------------------------------------------------- messages
-
-_Raw = tuple[str, list[str], bytes]  # (sender, recipients, content with CRLF)
-
-
-def _emails(count: int, first: int = 0) -> list[EmailMessage]:
-    """Fresh messages, built outside the timing."""
-    out = []
-    for index in range(first, first + count):
-        msg = EmailMessage()
-        msg["From"] = SENDER
-        msg["To"] = f"rcpt{index}@bench.test"  # every address new: no cache flatters it
-        msg["Subject"] = f"smtpsec cpu benchmark {index}"
-        msg["Date"] = email.utils.formatdate(localtime=True)
-        msg["Message-ID"] = email.utils.make_msgid(domain="bench.test")
-        msg.set_content(_BODY)
-        out.append(msg)
-    return out
-
-
-def _raw(emails: list[EmailMessage]) -> list[_Raw]:
-    return [(SENDER, [str(m["To"])], m.as_bytes(policy=email.policy.SMTP)) for m in emails]
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,12 +204,12 @@ class _Batch:
     """One sample's messages in the form its kind needs."""
 
     emails: list[EmailMessage]
-    raw: list[_Raw]
+    raw: list[messages.Raw]
 
     @classmethod
     def build(cls, kind: str, count: int, first: int = 0) -> _Batch:
-        emails = _emails(count, first)
-        return cls([], _raw(emails)) if kind == "bytes" else cls(emails, [])
+        emails = messages.emails(count, subject="smtpsec cpu benchmark", first=first)
+        return cls([], messages.rendered(emails)) if kind == "bytes" else cls(emails, [])
 
     def __len__(self) -> int:
         return len(self.raw) or len(self.emails)
@@ -337,21 +290,12 @@ def _run_smtplib(
 def _run_aiosmtplib(
     server: _Server, kind: str, warm: _Batch, batch: _Batch, config: Config
 ) -> tuple[float, float, int]:
-    assert aiosmtplib is not None
     context = ssl.create_default_context(cafile=server.cafile)
     times: list[float] = []
 
     async def main() -> int:
-        smtp = aiosmtplib.SMTP(
-            hostname=HOST,
-            port=server.port,
-            username=USER,
-            password=PASSWORD,
-            local_hostname=EHLO_NAME,
-            use_tls=True,
-            validate_certs=True,
-            tls_context=context,
-            timeout=TIMEOUT,
+        smtp = aiosmtplib_client(
+            HOST, server.port, username=USER, password=PASSWORD, context=context
         )
         await smtp.connect()  # logs in, given credentials
 
@@ -515,12 +459,6 @@ def run(config: Config, *, command: str = "", progress: Callable[[str], None] = 
     """Measure every case, repetitions interleaved case by case."""
     started = time.perf_counter()
     results = Results(config=config, command=command, machine=machine_info())
-    if "aiosmtplib" in config.libraries and aiosmtplib is None:
-        config = dataclasses.replace(
-            config, libraries=tuple(x for x in config.libraries if x != "aiosmtplib")
-        )
-        results.config = config
-        results.notes.append("aiosmtplib left out: it is not installed")
     with (
         tempfile.TemporaryDirectory(prefix="smtpsec-cpu-bench-") as tmp,
         _server_process(Path(tmp), config.coalesce) as server,
@@ -604,7 +542,6 @@ def render(results: Results) -> str:
         )
     machine = results.machine
     lines.append("")
-    lines += [f"**Note:** {note}" for note in results.notes]
     if results.command:
         lines.append(f"Command: `{results.command}`")
     lines.append(
@@ -625,7 +562,6 @@ def _to_json(results: Results) -> dict[str, Any]:
         "command": results.command,
         "machine": results.machine,
         "seconds": results.seconds,
-        "notes": results.notes,
         "samples": [
             {**asdict(s), "cpu_us_per_message": s.cpu_us, "wall_us_per_message": s.wall_us}
             for s in results.samples

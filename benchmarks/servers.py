@@ -15,13 +15,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -75,6 +77,32 @@ class Target:
     def recipients(self, count: int) -> list[str]:
         """Return ``count`` distinct recipient addresses."""
         return [f"rcpt{i}@{self.recipient_domain}" for i in range(count)]
+
+
+@contextlib.contextmanager
+def serve_in_child(
+    serve: Callable[..., None], *args: object, wait: float = 60.0
+) -> Iterator[tuple[Connection, Any]]:
+    """Run ``serve(pipe, *args)`` in a spawned process; yield the pipe and its first message.
+
+    The server's CPU is then not the client's (``time.process_time()`` counts
+    the client alone). ``serve`` sends one message when it is ready (its port,
+    say), may answer requests on the pipe, and must return when it receives
+    ``"stop"``, which is sent when the block ends.
+    """
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe()
+    process = context.Process(target=serve, args=(theirs, *args), daemon=True)
+    process.start()
+    try:
+        if not mine.poll(wait):
+            raise RuntimeError(f"the benchmark server did not start within {wait:g} s")
+        yield mine, mine.recv()
+    finally:
+        mine.send("stop")
+        process.join(30)
+        if process.is_alive():  # pragma: no cover - a stuck server thread
+            process.terminate()
 
 
 class _NoDelaySMTPServer(SMTPServer):
