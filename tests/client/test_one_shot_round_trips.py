@@ -18,7 +18,7 @@ import pytest
 
 import smtpsec
 from smtpsec import Security
-from smtpsec.testing import CA, SMTPServer
+from smtpsec.testing import CA, LeafCert, SMTPServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -26,13 +26,8 @@ from benchmarks.proxy import DelayProxy
 
 
 @pytest.fixture(scope="module")
-def ca() -> CA:
-    return CA.create()
-
-
-@pytest.fixture(scope="module")
-def policy(ca: CA, tmp_path_factory: pytest.TempPathFactory) -> smtpsec.Policy:
-    return smtpsec.Policy(cafile=ca.write_cafile(tmp_path_factory.mktemp("ca") / "ca.pem"))
+def policy(smtpsec_ca: CA, tmp_path_factory: pytest.TempPathFactory) -> smtpsec.Policy:
+    return smtpsec.Policy(cafile=smtpsec_ca.write_cafile(tmp_path_factory.mktemp("ca") / "ca.pem"))
 
 
 def _message() -> EmailMessage:
@@ -52,12 +47,11 @@ def _message() -> EmailMessage:
     ],
 )
 def test_one_shot_send_waits_for_no_round_trip_after_the_message(
-    ca: CA, policy: smtpsec.Policy, security: Security, expected: int
+    smtpsec_cert: LeafCert, policy: smtpsec.Policy, security: Security, expected: int
 ) -> None:
     """QUIT rides with the message (R-2920-3.1-1) and the server's close_notify is not
     awaited (R-8314-3.4-2): nothing after the transaction's flight costs a round trip."""
-    leaf = ca.issue("localhost", ips=("127.0.0.1",))
-    with SMTPServer(leaf, tls=security, users={"ann": "pw"}) as srv:
+    with SMTPServer(smtpsec_cert, tls=security, users={"ann": "pw"}) as srv:
         with DelayProxy(("127.0.0.1", srv.port), one_way_delay=0.05) as proxy:
             before = proxy.traffic()
             result = smtpsec.send(
