@@ -59,6 +59,13 @@ class ConnectOptions(TypedDict, total=False):
             Omitted: each pool (or one call) keeps its own; a
             :class:`~smtpsec.TLSSessionCache` shares one between calls; ``None``
             never resumes.
+        early_pipelining: to a server that advertised ``PIPECONNECT`` (Exim's
+            early pipelining) in an earlier verified-TLS session of this
+            process, send EHLO and the first AUTH line before its greeting and
+            EHLO reply arrive: one round trip less per connection (default
+            ``False``). The guard still checks the real replies; a server that
+            stopped taking it is forgotten and connected to again normally.
+            See :doc:`/performance`.
     """
 
     security: Security
@@ -74,6 +81,7 @@ class ConnectOptions(TypedDict, total=False):
     source_address: tuple[str, int] | None
     happy_eyeballs_delay: float
     tls_sessions: TLSSessionCache | None
+    early_pipelining: bool
 
 
 def check_options(options: Mapping[str, object], where: str) -> None:

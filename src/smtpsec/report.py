@@ -40,6 +40,8 @@ class SecurityReport:
         proxy: the proxy the session went through, as ``scheme://host:port``
             (never its credentials), or ``None``.
         tls_resumed: the TLS handshake resumed an earlier session.
+        early_pipelining: EHLO (and the first AUTH line) went out before the
+            server's greeting and EHLO reply (``early_pipelining=True``, PIPECONNECT).
     """
 
     security: Security
@@ -59,6 +61,7 @@ class SecurityReport:
     address: str | None = None
     proxy: str | None = None
     tls_resumed: bool = False
+    early_pipelining: bool = False
 
     def __str__(self) -> str:
         lines = [

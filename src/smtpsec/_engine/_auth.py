@@ -22,23 +22,43 @@ from ..sansio import Command, Reply
 from ._io import IO, Offload, perform
 from ._wire import Wire
 
-__all__ = ["MAX_ROUNDS", "authenticate"]
+__all__ = ["MAX_ROUNDS", "auth_line", "authenticate"]
 
 #: More ``334`` rounds than any mechanism needs (SCRAM: 2); a server that keeps
 #: challenging is broken or hostile.
 MAX_ROUNDS: Final = 5
 
 
+def auth_line(mechanism: sasl.Mechanism, *, initial_response: bool = True) -> IO[Command]:
+    """The AUTH command that starts an exchange with ``mechanism``.
+
+    Args:
+        mechanism: a fresh mechanism object (one per attempt).
+        initial_response: put the initial response on the AUTH line when it
+            fits (RFC 4954 §4); ``False`` sends it after the first ``334``.
+    """
+    limit = MAX_COMMAND_LINE if initial_response else 0
+    line = yield from perform(
+        Offload(functools.partial(sasl.auth_command, mechanism, line_limit=limit))
+    )
+    return Command("AUTH", line.removeprefix("AUTH "), redact=True)
+
+
 def authenticate(
-    wire: Wire, mechanism: sasl.Mechanism, *, initial_response: bool = True
+    wire: Wire,
+    mechanism: sasl.Mechanism,
+    *,
+    initial_response: bool = True,
+    queued: bool = False,
 ) -> IO[Reply]:
     """Run one AUTH exchange with ``mechanism``; return the ``235`` reply.
 
     Args:
         wire: the connection (after the post-TLS EHLO).
         mechanism: a fresh mechanism object (one per attempt).
-        initial_response: put the initial response on the AUTH line when it
-            fits (RFC 4954 §4); ``False`` sends it after the first ``334``.
+        initial_response: see :func:`auth_line`.
+        queued: its :func:`auth_line` is already queued behind an early EHLO,
+            and that EHLO's reply has been taken; only the replies are read.
 
     Raises:
         AuthenticationError: the server refused (``hint`` says what usually
@@ -48,11 +68,9 @@ def authenticate(
             (session fixation or injection, R-4954-4-6).
         SecurityError: the server could not prove it knows the password (SCRAM).
     """
-    limit = MAX_COMMAND_LINE if initial_response else 0
-    line = yield from perform(
-        Offload(functools.partial(sasl.auth_command, mechanism, line_limit=limit))
-    )
-    reply = yield from wire.command(Command("AUTH", line.removeprefix("AUTH "), redact=True))
+    if not queued:
+        wire.queue((yield from auth_line(mechanism, initial_response=initial_response)))
+    reply = (yield from wire.read()).reply
     rounds = 0
     while reply.code == 334:
         rounds += 1

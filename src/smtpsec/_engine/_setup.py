@@ -9,6 +9,7 @@ the asyncio facades drive the same generator, so they cannot differ.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from ..errors import (
     InvalidArgumentError,
     PolicyError,
     ProxyError,
+    RemoteProtocolError,
     ReplyError,
+    SMTPSecError,
     SMTPSecWarning,
     UntrustedDiscoveryError,
 )
@@ -47,11 +50,12 @@ from ..policy import (
     split_host_port,
 )
 from ..report import SecurityReport
-from ..sansio import ClientConnection, Extensions, ehlo_name
+from ..sansio import ClientConnection, Command, Extensions, Reply, ehlo_name
 from ..tls import TLSSessionCache, build_context, pin_candidates
 from ..transports import DEFAULT_HAPPY_EYEBALLS_DELAY, DIRECT, AnyTransport, Route, as_proxy
 from . import _phases
-from ._auth import authenticate
+from ._auth import auth_line, authenticate
+from ._early import EHLO_REPLIES, advertises_early_pipelining
 from ._io import IO, Offload, OpenConnection, perform
 from ._wire import Wire
 
@@ -109,6 +113,7 @@ class Recipe:
     findings: list[Finding] = field(default_factory=list, compare=False)
     route: Route = DIRECT
     tls_sessions: TLSSessionCache | None = field(default=None, compare=False)
+    early_pipelining: bool = False
 
     @classmethod
     def prepare(
@@ -166,6 +171,9 @@ class Recipe:
         sessions = opts["tls_sessions"] if "tls_sessions" in opts else TLSSessionCache()
         if sessions is not None and not isinstance(sessions, TLSSessionCache):
             raise PolicyError(f"tls_sessions={sessions!r} is not a smtpsec.TLSSessionCache")
+        early = opts.get("early_pipelining", False)
+        if not isinstance(early, bool):
+            raise InvalidArgumentError(f"early_pipelining={early!r}: pass True or False")
         findings: list[Finding] = []
         if port == SMTP_PORT:
             findings.append(
@@ -198,6 +206,7 @@ class Recipe:
             findings=findings,
             route=route,
             tls_sessions=sessions,
+            early_pipelining=early,
         )
 
     def account(self) -> Account:
@@ -286,6 +295,21 @@ def connect_steps(recipe: Recipe) -> IO[Established]:
                     "could not reach any submission port: " + " | ".join(failures)
                 ) from exc
             raise
+        try:
+            return (
+                yield from establish(
+                    opened.transport, attempt, recipe, guard, address=opened.address, early=True
+                )
+            )
+        except _EarlyRefused:
+            pass
+        # The server took the early flight badly (it stopped advertising
+        # PIPECONNECT, say): it has been forgotten, and one normal connection
+        # follows, with a guard of its own.
+        guard = recipe.guard(attempt, remembered=(yield from remembered(recipe, attempt)))
+        opened = yield from perform(
+            OpenConnection(recipe.host, attempt.port, recipe.timeout, recipe.route)
+        )
         return (
             yield from establish(opened.transport, attempt, recipe, guard, address=opened.address)
         )
@@ -316,10 +340,13 @@ def establish(
     guard: Guard,
     *,
     address: str | None = None,
+    early: bool = False,
 ) -> IO[Established]:
     """Run greeting, TLS, EHLO and AUTH over an already-open ``transport``.
 
     ``address`` (``"ip:port"`` the connection went to) goes into the report.
+    ``early``: early pipelining may be used when the recipe asks for it (the
+    caller can open a new connection after :class:`_EarlyRefused`).
     """
     host, policy = recipe.host, recipe.policy
     wire = Wire(
@@ -338,6 +365,8 @@ def establish(
     # compare pins with (RFC 8314 §5.4): a pinned policy always does a full handshake.
     sessions = None if policy.pins else recipe.tls_sessions
     context: ssl.SSLContext | None = None
+    flight: _EarlyFlight | None = None
+    early = early and recipe.early_pipelining
     try:
         verify: Callable[[bytes], object] | None = None
         if attempt.tls is not Security.PLAINTEXT:
@@ -359,25 +388,36 @@ def establish(
                 wire, context, verify_identity=verify, session=resume
             )
             pinned = guard.after_handshake(implicit_info)
-        greeting = yield from _phases.greeting(wire, implicit=attempt.tls is Security.IMPLICIT_TLS)
-        guard.after_greeting(greeting, tls=wire.transport.tls is not None)
-        extensions = yield from _ehlo(wire, recipe.helo)
-        if guard.after_ehlo(extensions, tls=wire.transport.tls is not None):
-            assert context is not None
-            _reply, upgraded = yield from _phases.starttls(
-                wire, guard, context, verify_identity=verify, session=resume
+            if early:
+                flight = yield from _early_hello(wire, attempt, recipe, guard, greeting_due=True)
+        if flight is None:
+            greeting = yield from _phases.greeting(
+                wire, implicit=attempt.tls is Security.IMPLICIT_TLS
             )
-            pinned = guard.after_handshake(upgraded)
+            guard.after_greeting(greeting, tls=wire.transport.tls is not None)
             extensions = yield from _ehlo(wire, recipe.helo)
+            if guard.after_ehlo(extensions, tls=wire.transport.tls is not None):
+                assert context is not None
+                _reply, upgraded = yield from _phases.starttls(
+                    wire, guard, context, verify_identity=verify, session=resume
+                )
+                pinned = guard.after_handshake(upgraded)
+                if early:
+                    flight = yield from _early_hello(
+                        wire, attempt, recipe, guard, greeting_due=False
+                    )
+                if flight is None:
+                    extensions = yield from _ehlo(wire, recipe.helo)
         info_now = wire.transport.tls
-        external = policy.client_cert is not None and (
-            recipe.mechanism == "EXTERNAL" or "EXTERNAL" in extensions.auth_mechanisms
-        )
-        if (
-            recipe.username is not None
-            or recipe.token is not None
-            or (external and info_now is not None)
-        ):
+        if flight is not None:
+            extensions = flight.extensions
+        elif early and guard.confidential(info_now):
+            EHLO_REPLIES.learn(
+                host, attempt.port, attempt.tls is Security.IMPLICIT_TLS, recipe.helo, extensions
+            )
+        if flight is not None and flight.mechanism is not None:
+            used = yield from _early_login(wire, attempt, recipe, flight)
+        elif _wants_auth(recipe, extensions, info_now):
             guard.before_auth(info_now)
             used = yield from _login(wire, extensions, recipe)
     except BaseException as exc:
@@ -432,12 +472,128 @@ def establish(
         address=address,
         proxy=recipe.route.proxy.display if recipe.route.proxy is not None else None,
         tls_resumed=bool(info and info.resumed),
+        early_pipelining=flight is not None,
     )
     return Established(wire, guard, report, extensions)
 
 
+class _EarlyRefused(Exception):
+    """The server did not take an early flight; a normal connection may follow.
+
+    Never leaves :func:`connect_steps`; its cause is what went wrong.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class _EarlyFlight:
+    """What an early EHLO settled.
+
+    Attributes:
+        extensions: the server's real EHLO reply (the guard has seen it).
+        mechanism: the AUTH queued behind the EHLO, its replies not yet read.
+        stale: the kept reply offered other AUTH mechanisms than the real one,
+            so the queued one was chosen on outdated facts.
+        confirmed: the real reply still advertises early pipelining.
+    """
+
+    extensions: Extensions
+    mechanism: sasl.Mechanism | None
+    stale: bool
+    confirmed: bool
+
+
+#: Failures of an early flight that a normal connection may not have: the
+#: server closed, garbled or refused what came before its greeting or EHLO
+#: reply. Security errors and timeouts are never retried.
+_EARLY_FAILURES: Final = (ConnectError, RemoteProtocolError, ReplyError)
+
+
+def _early_hello(
+    wire: Wire, attempt: Attempt, recipe: Recipe, guard: Guard, *, greeting_due: bool
+) -> IO[_EarlyFlight | None]:
+    """EHLO (and the first AUTH line) before the greeting or EHLO reply, when allowed.
+
+    Used only over confidential TLS (verified, 1.2 or later, not pin-only), to a
+    server whose EHLO reply, kept from such a session, advertised ``PIPECONNECT``
+    (draft-harris-early-pipe); otherwise ``None`` and nothing is sent. The guard
+    still sees the real greeting and EHLO reply, and still decides before the
+    credentials are queued.
+
+    Raises:
+        _EarlyRefused: the server did not take it (forgotten; retry normally).
+    """
+    info = wire.transport.tls
+    if not guard.confidential(info):
+        return None
+    implicit = attempt.tls is Security.IMPLICIT_TLS
+    kept = EHLO_REPLIES.get(recipe.host, attempt.port, implicit, recipe.helo)
+    if kept is None:
+        return None
+    wire.conn.allow_early_pipelining()
+    wire.queue(Command("EHLO", recipe.helo))
+    mechanism: sasl.Mechanism | None = None
+    if _wants_auth(recipe, kept, info):
+        guard.before_auth(info)
+        # On an error here the real reply decides, and says why, after the EHLO.
+        with contextlib.suppress(SMTPSecError):
+            mechanism = _choose(kept, recipe, wire.peer)
+        if mechanism is not None:
+            wire.queue((yield from auth_line(mechanism)))
+    try:
+        if greeting_due:
+            greeting = yield from _phases.greeting(wire, implicit=implicit)
+            guard.after_greeting(greeting, tls=True)
+        extensions = _accepted_ehlo(wire, (yield from wire.read()).reply)
+    except _EARLY_FAILURES as exc:
+        EHLO_REPLIES.forget(recipe.host, attempt.port, implicit, recipe.helo)
+        raise _EarlyRefused from exc
+    EHLO_REPLIES.learn(recipe.host, attempt.port, implicit, recipe.helo, extensions)
+    guard.after_ehlo(extensions, tls=True)
+    return _EarlyFlight(
+        extensions,
+        mechanism,
+        stale=extensions.auth_mechanisms != kept.auth_mechanisms,
+        confirmed=advertises_early_pipelining(extensions),
+    )
+
+
+def _early_login(wire: Wire, attempt: Attempt, recipe: Recipe, flight: _EarlyFlight) -> IO[str]:
+    """Finish the AUTH that went out behind the early EHLO.
+
+    Raises:
+        _EarlyRefused: the server, no longer advertising early pipelining, did
+            not take the AUTH pipelined behind EHLO.
+    """
+    assert flight.mechanism is not None
+    try:
+        return (yield from _login(wire, flight.extensions, recipe, queued=flight.mechanism))
+    except AuthenticationError:
+        if not flight.stale:
+            raise
+    except _EARLY_FAILURES as exc:
+        if flight.confirmed:
+            raise
+        raise _EarlyRefused from exc
+    # Chosen from an outdated reply and refused: choose again from the real one.
+    return (yield from _login(wire, flight.extensions, recipe))
+
+
+def _wants_auth(recipe: Recipe, extensions: Extensions, info: object) -> bool:
+    """Whether this session authenticates: credentials, a token, or a client certificate."""
+    external = recipe.policy.client_cert is not None and (
+        recipe.mechanism == "EXTERNAL" or "EXTERNAL" in extensions.auth_mechanisms
+    )
+    return (
+        recipe.username is not None or recipe.token is not None or (external and info is not None)
+    )
+
+
 def _ehlo(wire: Wire, helo: str) -> IO[Extensions]:
-    reply = yield from _phases.hello(wire, helo)
+    return _accepted_ehlo(wire, (yield from _phases.hello(wire, helo)))
+
+
+def _accepted_ehlo(wire: Wire, reply: Reply) -> Extensions:
+    """The extensions of a ``250`` EHLO reply; any other reply is a ReplyError."""
     if reply.code != 250:
         # No HELO fallback: HELO cannot carry STARTTLS (R-LIB-HELO-1).
         raise ReplyError(
@@ -452,27 +608,44 @@ def _ehlo(wire: Wire, helo: str) -> IO[Extensions]:
     return extensions
 
 
-def _login(wire: Wire, extensions: Extensions, recipe: Recipe) -> IO[str]:
+def _credentials(recipe: Recipe) -> sasl.Credentials | None:
+    if recipe.username is None:
+        return None
+    return sasl.Credentials(recipe.username, recipe.password)
+
+
+def _choose(extensions: Extensions, recipe: Recipe, peer: str) -> sasl.Mechanism:
+    """The mechanism for this server's offer (CapabilityError when it offers none)."""
     offered = extensions.auth_mechanisms
     if not offered:
         raise CapabilityError(
-            f"{wire.peer} offers no AUTH after TLS, but credentials were given; refusing to "
+            f"{peer} offers no AUTH after TLS, but credentials were given; refusing to "
             "send mail unauthenticated (RFC 4954 §9). Check the port (587/465) and account"
         )
-    credentials = (
-        sasl.Credentials(recipe.username, recipe.password) if recipe.username is not None else None
-    )
-    mechanism = sasl.choose_mechanism(
+    return sasl.choose_mechanism(
         offered,
-        credentials=credentials,
+        credentials=_credentials(recipe),
         token=recipe.token,
         client_cert=recipe.policy.client_cert is not None,
         explicit=recipe.mechanism,
         scram_max_iterations=recipe.policy.scram_max_iterations,
         advice=recipe.advice,
     )
+
+
+def _login(
+    wire: Wire,
+    extensions: Extensions,
+    recipe: Recipe,
+    *,
+    queued: sasl.Mechanism | None = None,
+) -> IO[str]:
+    """Authenticate; ``queued``: that mechanism's AUTH line already went out early."""
+    mechanism = queued or _choose(extensions, recipe, wire.peer)
+    offered = extensions.auth_mechanisms
+    credentials = _credentials(recipe)
     try:
-        yield from authenticate(wire, mechanism)
+        yield from authenticate(wire, mechanism, queued=queued is not None)
     except AuthenticationError as exc:
         provider = recipe.token
         refused = sasl.token_refused(exc.code, mechanism.name, mechanism.server_error)

@@ -114,6 +114,7 @@ class _Pending:
     command: Command | None
     data_end: bool = False
     tag: object = None
+    early: bool = False  # an EHLO sent under early pipelining: one command may follow it
 
 
 class ClientConnection:
@@ -145,6 +146,7 @@ class ClientConnection:
         self._server_name = ""
         self._authenticated = False
         self._injected = b""
+        self._early = False
 
     # ------------------------------------------------------------------ properties
 
@@ -217,6 +219,24 @@ class ClientConnection:
 
     # ------------------------------------------------------------------ sending
 
+    def allow_early_pipelining(self) -> None:
+        """Let the next EHLO go out early, as ``PIPECONNECT`` allows (draft-harris-early-pipe).
+
+        The next EHLO may be sent before the greeting arrives (when the greeting
+        is still due), and one command, or a group of pipelinable ones, may
+        follow it before its reply. The caller uses this only for a server that
+        advertised ``PIPECONNECT`` before; every other rule of :meth:`send`
+        still holds (nothing but EHLO and STARTTLS before TLS, AUTH ends a group).
+
+        Raises:
+            LocalProtocolError: EHLO was already sent on this connection (or since TLS).
+        """
+        if self._projected not in (State.GREETING, State.NEED_EHLO):
+            raise LocalProtocolError(
+                "early pipelining applies to the first EHLO of a connection (or after TLS starts)"
+            )
+        self._early = True
+
     def send(self, command: Command, *, tag: object = None) -> bytes:
         """Validate ``command`` against the projected state and encode it.
 
@@ -237,9 +257,10 @@ class ClientConnection:
                 f"cannot send {verb or 'AUTH data'}: the connection is "
                 f"{self._projected.value}; open a new connection"
             )
-        if self._pending and self._pending[-1].command is not None:
-            last = self._pending[-1].command.verb
-            if last in _GROUP_ENDERS or last not in _PIPELINABLE:
+        behind = self._pending[-1] if self._pending else None
+        if behind is not None and behind.command is not None:
+            last = behind.command.verb
+            if (last in _GROUP_ENDERS or last not in _PIPELINABLE) and not behind.early:
                 raise LocalProtocolError(
                     f"cannot queue {verb or 'AUTH data'} behind {last or 'AUTH data'}: "
                     "RFC 2920 requires waiting for that reply first"
@@ -255,14 +276,21 @@ class ClientConnection:
             )
         if verb == "AUTH" and self._authenticated:
             raise LocalProtocolError("already authenticated; AUTH may be sent once (RFC 4954 §4)")
+        early = self._early and verb in ("EHLO", "LHLO")
         if verb == "QUIT":
             nxt = State.CLOSED
         else:
-            nxt = self._lookup(self._projected, verb)
+            # An early EHLO is sent as if the greeting (still due) were a 220.
+            now = (
+                State.NEED_EHLO if early and self._projected is State.GREETING else self._projected
+            )
+            nxt = self._lookup(now, verb)
             if verb == "BDAT" and not _is_last_chunk(command):
                 nxt = State.RCPT
-        self._pending.append(_Pending(command, tag=tag))
+        self._pending.append(_Pending(command, tag=tag, early=early))
         self._projected = nxt
+        if early:
+            self._early = False
         return data
 
     def end_data(self, *, tag: object = None, replies: int = 1) -> None:
@@ -409,10 +437,12 @@ class ClientConnection:
         if verb == "AUTH" or (verb == "" and self._state is State.AUTH):
             if reply.code == 334:
                 self._state = self._projected = State.AUTH
-            else:
-                if reply.code == 235:
-                    self._authenticated = True
+            elif reply.code == 235 or self._state is State.AUTH:
+                # Success, or the end of an exchange (refused, or cancelled).
+                self._authenticated = reply.code == 235
                 self._state = self._projected = State.READY
+            # A refused first AUTH line leaves the state as it was: READY, or
+            # NEED_EHLO when an early EHLO before it was refused too.
             return
         if verb == "STARTTLS":
             if reply.code == 220:
