@@ -19,7 +19,7 @@ from ..tls import TLSInfo, can_resume_async, resuming, session_info, tls_session
 from ._proxy import ProxyHandshake
 from ._route import DEFAULT_HAPPY_EYEBALLS_DELAY, Route, format_address, proxy_failure
 from ._route import proxy_unreachable as _proxy_unreachable
-from ._socket import connect_failure, sni, unbracket
+from ._socket import ack_promptly, connect_failure, sni, unbracket
 
 __all__ = ["AsyncTransport", "open_connection", "open_route"]
 
@@ -384,6 +384,7 @@ class AsyncTransport:
         if new is None:  # pragma: no cover - only when the loop is closing
             raise ConnectError(f"connection to {self._peer} closed during the TLS handshake")
         self._protocol.transport = new  # pause/resume reading now act on TLS
+        ack_promptly(new.get_extra_info("socket"))
         try:
             info = session_info(new.get_extra_info("ssl_object"), context, verify_identity)
         except BaseException:

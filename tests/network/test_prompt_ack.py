@@ -1,0 +1,37 @@
+"""``ack_promptly``: TCP_QUICKACK after a TLS handshake, where the platform has it.
+
+The wall-clock effect (a ~40 ms stall before Postfix's greeting on Linux) is
+measured in benchmarks/one_shot.py and docs/performance.md, never asserted here.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from smtpsec.transports._socket import ack_promptly
+
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+@pytest.mark.skipif(QUICKACK is None, reason="no TCP_QUICKACK on this platform")
+def test_a_tcp_socket_acknowledges_at_once() -> None:
+    assert QUICKACK is not None
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as client:
+            peer, _ = server.accept()
+            with peer:
+                client.setsockopt(socket.IPPROTO_TCP, QUICKACK, 0)
+                assert client.getsockopt(socket.IPPROTO_TCP, QUICKACK) == 0
+                ack_promptly(client)
+                assert client.getsockopt(socket.IPPROTO_TCP, QUICKACK) == 1
+
+
+def test_sockets_without_tcp_and_no_socket_are_left_alone() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        ack_promptly(left)  # a Unix socket has no TCP options: nothing happens
+        left.sendall(b"x")
+        assert right.recv(1) == b"x"
+    ack_promptly(None)  # a caller's transport without a socket
