@@ -1,0 +1,226 @@
+"""One message per connection: connect, AUTH PLAIN, send, QUIT, over a 50 ms link.
+
+Usage::
+
+    python benchmarks/one_shot.py [--repeat 7] [--rtt-ms 50] [--server exim|testing|both]
+
+Per library and TLS mode, ``--repeat`` one-shot sends, each on a new connection:
+
+* ``smtplib``: ``SMTP_SSL`` (or ``SMTP`` + ``starttls``) + ``login`` +
+  ``send_message`` + ``quit``;
+* ``aiosmtplib``: ``SMTP(...).connect()`` (logs in) + ``send_message`` + ``quit``;
+* ``smtpsec.send``: the one-shot ``smtpsec.send(..., auth="PLAIN")``;
+* ``smtpsec.send early``: the same with ``early_pipelining=True``; one send
+  before the measured ones lets the process learn that the server advertises
+  ``PIPECONNECT``.
+
+Servers: a real Exim 4.96 (``tests/interop/exim.sh`` unpacks it; this script
+starts a private instance with ``PIPECONNECT`` advertised) and
+``smtpsec.testing.SMTPServer`` advertising ``PIPECONNECT``. Every client
+reaches the server through the delay proxy of ``benchmarks/proxy.py``, which
+counts round trips. Reported: round trips and milliseconds per message
+(medians) and the ratio to smtplib in the same run. Nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Final
+
+if __package__ in (None, ""):  # run as a script: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import smtpsec
+from benchmarks.clients import EHLO_NAME, TIMEOUT, AiosmtplibAdapter, SmtplibAdapter
+from benchmarks.proxy import DelayProxy
+from benchmarks.report import machine_info
+from benchmarks.servers import PASSWORD, USER, Target
+from smtpsec.testing import CA, DEFAULT_EXTENSIONS, SMTPServer
+
+INTEROP: Final = Path(__file__).resolve().parent.parent / "tests" / "interop"
+CLIENTS: Final = ("smtplib", "aiosmtplib", "smtpsec.send", "smtpsec.send early")
+
+
+def _message(target: Target, n: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"] = target.sender, target.recipients(1)[0]
+    msg["Subject"] = f"one-shot {n}"
+    msg.set_content("A password reset link.\n" * 10)
+    return msg
+
+
+@contextlib.contextmanager
+def testing_server(workdir: Path) -> Iterator[Target]:
+    """``smtpsec.testing.SMTPServer`` on two ports, advertising PIPECONNECT."""
+    ca = CA.create("smtpsec benchmark CA")
+    leaf = ca.issue("localhost", ips=("127.0.0.1",))
+    cafile = ca.write_cafile(workdir / "ca.pem")
+    extensions = (*DEFAULT_EXTENSIONS, "PIPECONNECT")
+    with (
+        SMTPServer(leaf, users={USER: PASSWORD}, extensions=extensions) as implicit,
+        SMTPServer(
+            leaf, tls=smtpsec.Security.STARTTLS, users={USER: PASSWORD}, extensions=extensions
+        ) as starttls,
+    ):
+        yield Target(
+            name="smtpsec.testing",
+            host="localhost",
+            implicit_port=implicit.port,
+            starttls_port=starttls.port,
+            cafile=str(cafile),
+            username=USER,
+            password=PASSWORD,
+            sender="sender@bench.test",
+            recipient_domain="bench.test",
+        )
+
+
+@contextlib.contextmanager
+def exim_server(workdir: Path) -> Iterator[Target | None]:
+    """A private Exim (see tests/interop/exim_server.py), or ``None`` when it cannot run."""
+    sys.path.insert(0, str(INTEROP))
+    import exim_server
+
+    if exim_server.missing() is not None:
+        yield None
+        return
+    ca = CA.create("smtpsec benchmark CA")
+    server = exim_server.start_exim(ca, workdir / "exim")
+    try:
+        yield Target(
+            name=f"Exim {server.version}",
+            host=server.host,
+            implicit_port=server.implicit_port,
+            starttls_port=server.starttls_port,
+            cafile=str(server.cafile),
+            username=server.user,
+            password=server.password,
+            sender=f"sender@{exim_server.DOMAIN}",
+            recipient_domain=exim_server.DOMAIN,
+        )
+    finally:
+        server.stop()
+
+
+def _senders(target: Target, port: int, implicit: bool) -> dict[str, Callable[[int], object]]:
+    security = smtpsec.Security.IMPLICIT_TLS if implicit else smtpsec.Security.STARTTLS
+    policy = smtpsec.Policy(cafile=target.cafile)
+
+    def library(adapter: Callable[[], SmtplibAdapter | AiosmtplibAdapter]) -> Callable[[int], None]:
+        def send(n: int) -> None:
+            client = adapter()
+            client.connect(target, port, implicit=implicit)
+            client.send(_message(target, n))
+            client.close()
+
+        return send
+
+    def one_shot(early: bool) -> Callable[[int], object]:
+        def send(n: int) -> object:
+            return smtpsec.send(
+                _message(target, n),
+                host=target.host,
+                port=port,
+                security=security,
+                username=target.username,
+                password=target.password,
+                auth="PLAIN",
+                policy=policy,
+                timeout=TIMEOUT,
+                local_hostname=EHLO_NAME,
+                early_pipelining=early,
+            )
+
+        return send
+
+    return {
+        "smtplib": library(SmtplibAdapter),
+        "aiosmtplib": library(AiosmtplibAdapter),
+        "smtpsec.send": one_shot(False),
+        "smtpsec.send early": one_shot(True),
+    }
+
+
+def measure(
+    target: Target, *, implicit: bool, repeat: int, rtt_ms: float
+) -> dict[str, tuple[float, float]]:
+    """Median round trips and milliseconds per message, per client."""
+    port = target.implicit_port if implicit else target.starttls_port
+    results: dict[str, tuple[float, float]] = {}
+    with DelayProxy((target.host, port), one_way_delay=rtt_ms / 2000) as proxy:
+        proxied = proxy.address[1]
+        for name, send in _senders(target, proxied, implicit).items():
+            send(-1)  # warm-up; for "early" it is the session that learns PIPECONNECT
+            proxy.wait_idle()
+            trips, times = [], []
+            for n in range(repeat):
+                before = proxy.traffic()
+                start = time.perf_counter()
+                send(n)
+                times.append(time.perf_counter() - start)
+                trips.append((proxy.traffic() - before).round_trips)
+                proxy.wait_idle()
+            results[name] = (statistics.median(trips), statistics.median(times) * 1000)
+    return results
+
+
+def _table(target: Target, implicit: bool, results: dict[str, tuple[float, float]]) -> None:
+    mode = "implicit TLS" if implicit else "STARTTLS"
+    base = results["smtplib"][1]
+    print(f"### {target.name}, {mode}")
+    print()
+    print("| client | round trips | ms per message | × smtplib |")
+    print("|---|---:|---:|---:|")
+    for name in CLIENTS:
+        trips, ms = results[name]
+        print(f"| {name} | {trips:g} | {ms:.1f} | {ms / base:.2f} |")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--rtt-ms", type=float, default=50.0)
+    parser.add_argument("--server", choices=("exim", "testing", "both"), default="both")
+    args = parser.parse_args(argv)
+    print(f"## One message per connection, {args.rtt_ms:g} ms RTT")
+    print()
+    print(
+        f"Command: `python benchmarks/one_shot.py --repeat {args.repeat} "
+        f"--rtt-ms {args.rtt_ms:g} --server {args.server}`  "
+    )
+    info = machine_info()
+    print("Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
+    print()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        servers: list[Callable[[Path], contextlib.AbstractContextManager[Target | None]]] = []
+        if args.server in ("exim", "both"):
+            servers.append(exim_server)
+        if args.server in ("testing", "both"):
+            servers.append(testing_server)
+        for server in servers:
+            with server(workdir) as target:
+                if target is None:
+                    print("Exim left out: run tests/interop/exim.sh to unpack it")
+                    print()
+                    continue
+                for implicit in (True, False):
+                    _table(
+                        target,
+                        implicit,
+                        measure(target, implicit=implicit, repeat=args.repeat, rtt_ms=args.rtt_ms),
+                    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
