@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/one_shot.py [--repeat 7] [--rtt-ms 50] [--server exim|testing|both]
+    python benchmarks/one_shot.py [--repeat 7] [--rtt-ms 50] [--server exim,testing,postfix]
+                                  [--direct]
 
 Per library and TLS mode, ``--repeat`` one-shot sends, each on a new connection:
 
@@ -15,11 +16,15 @@ Per library and TLS mode, ``--repeat`` one-shot sends, each on a new connection:
   ``PIPECONNECT``.
 
 Servers: a real Exim 4.96 (``tests/interop/exim.sh`` unpacks it; this script
-starts a private instance with ``PIPECONNECT`` advertised) and
-``smtpsec.testing.SMTPServer`` advertising ``PIPECONNECT``. Every client
-reaches the server through the delay proxy of ``benchmarks/proxy.py``, which
-counts round trips. Reported: round trips and milliseconds per message
-(medians) and the ratio to smtplib in the same run. Nothing here asserts a timing.
+starts a private instance with ``PIPECONNECT`` advertised),
+``smtpsec.testing.SMTPServer`` advertising ``PIPECONNECT``, and the interop
+Postfix when ``tests/interop/postfix.sh start`` runs it (no ``PIPECONNECT``).
+Every client reaches the server through the delay proxy of
+``benchmarks/proxy.py``, which counts round trips; ``--direct`` connects
+without it (loopback, no round trips counted), where what the server's TCP
+stack does with delayed ACKs shows. Reported: round trips and milliseconds per
+message (medians) and the ratio to smtplib in the same run. Nothing here
+asserts a timing.
 """
 
 from __future__ import annotations
@@ -42,11 +47,15 @@ import smtpsec
 from benchmarks.clients import EHLO_NAME, TIMEOUT, AiosmtplibAdapter, SmtplibAdapter
 from benchmarks.proxy import DelayProxy
 from benchmarks.report import machine_info
-from benchmarks.servers import PASSWORD, USER, Target
+from benchmarks.servers import PASSWORD, USER, Target, postfix_target
 from smtpsec.testing import CA, DEFAULT_EXTENSIONS, SMTPServer
 
 INTEROP: Final = Path(__file__).resolve().parent.parent / "tests" / "interop"
 CLIENTS: Final = ("smtplib", "aiosmtplib", "smtpsec.send", "smtpsec.send early")
+_MISSING: Final = {
+    "exim": "unpack it with tests/interop/exim.sh",
+    "postfix": "not running (tests/interop/postfix.sh start)",
+}
 
 
 def _message(target: Target, n: int) -> EmailMessage:
@@ -110,6 +119,16 @@ def exim_server(workdir: Path) -> Iterator[Target | None]:
         server.stop()
 
 
+@contextlib.contextmanager
+def postfix_server(workdir: Path) -> Iterator[Target | None]:
+    """The interop Postfix, when it runs."""
+    del workdir
+    yield postfix_target()
+
+
+SERVERS: Final = {"exim": exim_server, "testing": testing_server, "postfix": postfix_server}
+
+
 def _senders(target: Target, port: int, implicit: bool) -> dict[str, Callable[[int], object]]:
     security = smtpsec.Security.IMPLICIT_TLS if implicit else smtpsec.Security.STARTTLS
     policy = smtpsec.Policy(cafile=target.cafile)
@@ -150,38 +169,48 @@ def _senders(target: Target, port: int, implicit: bool) -> dict[str, Callable[[i
 
 
 def measure(
-    target: Target, *, implicit: bool, repeat: int, rtt_ms: float
-) -> dict[str, tuple[float, float]]:
-    """Median round trips and milliseconds per message, per client."""
+    target: Target, *, implicit: bool, repeat: int, rtt_ms: float, direct: bool = False
+) -> dict[str, tuple[float | None, float]]:
+    """Median round trips (``None`` when ``direct``) and milliseconds per message, per client."""
     port = target.implicit_port if implicit else target.starttls_port
-    results: dict[str, tuple[float, float]] = {}
-    with DelayProxy((target.host, port), one_way_delay=rtt_ms / 2000) as proxy:
-        proxied = proxy.address[1]
-        for name, send in _senders(target, proxied, implicit).items():
+    results: dict[str, tuple[float | None, float]] = {}
+    with contextlib.ExitStack() as stack:
+        proxy = None
+        if not direct:
+            proxy = stack.enter_context(
+                DelayProxy((target.host, port), one_way_delay=rtt_ms / 2000)
+            )
+            port = proxy.address[1]
+        for name, send in _senders(target, port, implicit).items():
             send(-1)  # warm-up; for "early" it is the session that learns PIPECONNECT
-            proxy.wait_idle()
             trips, times = [], []
             for n in range(repeat):
-                before = proxy.traffic()
+                if proxy is not None:
+                    proxy.wait_idle()
+                    before = proxy.traffic()
                 start = time.perf_counter()
                 send(n)
                 times.append(time.perf_counter() - start)
-                trips.append((proxy.traffic() - before).round_trips)
-                proxy.wait_idle()
-            results[name] = (statistics.median(trips), statistics.median(times) * 1000)
+                if proxy is not None:
+                    trips.append((proxy.traffic() - before).round_trips)
+            median_trips = statistics.median(trips) if trips else None
+            results[name] = (median_trips, statistics.median(times) * 1000)
     return results
 
 
-def _table(target: Target, implicit: bool, results: dict[str, tuple[float, float]]) -> None:
+def _table(
+    target: Target, implicit: bool, results: dict[str, tuple[float | None, float]], *, how: str
+) -> None:
     mode = "implicit TLS" if implicit else "STARTTLS"
     base = results["smtplib"][1]
-    print(f"### {target.name}, {mode}")
+    print(f"### {target.name}, {mode}, {how}")
     print()
     print("| client | round trips | ms per message | × smtplib |")
     print("|---|---:|---:|---:|")
     for name in CLIENTS:
         trips, ms = results[name]
-        print(f"| {name} | {trips:g} | {ms:.1f} | {ms / base:.2f} |")
+        shown = "–" if trips is None else f"{trips:g}"
+        print(f"| {name} | {shown} | {ms:.1f} | {ms / base:.2f} |")
     print()
 
 
@@ -189,36 +218,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--rtt-ms", type=float, default=50.0)
-    parser.add_argument("--server", choices=("exim", "testing", "both"), default="both")
+    parser.add_argument(
+        "--server", default="exim,testing,postfix", help="comma-separated: exim, testing, postfix"
+    )
+    parser.add_argument("--direct", action="store_true", help="no delay proxy (loopback)")
     args = parser.parse_args(argv)
-    print(f"## One message per connection, {args.rtt_ms:g} ms RTT")
+    names = [name.strip() for name in args.server.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(SERVERS))
+    if unknown:
+        parser.error(f"unknown --server {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+    how = "direct (loopback)" if args.direct else f"{args.rtt_ms:g} ms RTT"
+    print(f"## One message per connection, {how}")
     print()
+    direct = " --direct" if args.direct else f" --rtt-ms {args.rtt_ms:g}"
     print(
-        f"Command: `python benchmarks/one_shot.py --repeat {args.repeat} "
-        f"--rtt-ms {args.rtt_ms:g} --server {args.server}`  "
+        f"Command: `python benchmarks/one_shot.py --repeat {args.repeat}{direct} "
+        f"--server {','.join(names)}`  "
     )
     info = machine_info()
     print("Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
     print()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        servers: list[Callable[[Path], contextlib.AbstractContextManager[Target | None]]] = []
-        if args.server in ("exim", "both"):
-            servers.append(exim_server)
-        if args.server in ("testing", "both"):
-            servers.append(testing_server)
-        for server in servers:
-            with server(workdir) as target:
+        for name in names:
+            with SERVERS[name](workdir) as target:
                 if target is None:
-                    print("Exim left out: run tests/interop/exim.sh to unpack it")
+                    print(f"{name} left out: {_MISSING[name]}")
                     print()
                     continue
                 for implicit in (True, False):
-                    _table(
+                    results = measure(
                         target,
-                        implicit,
-                        measure(target, implicit=implicit, repeat=args.repeat, rtt_ms=args.rtt_ms),
+                        implicit=implicit,
+                        repeat=args.repeat,
+                        rtt_ms=args.rtt_ms,
+                        direct=args.direct,
                     )
+                    _table(target, implicit, results, how=how)
     return 0
 
 

@@ -196,8 +196,8 @@ def test_one_shot_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     tables = out.split("### ")[1:]
     assert [t.splitlines()[0] for t in tables] == [
-        "smtpsec.testing, implicit TLS",
-        "smtpsec.testing, STARTTLS",
+        "smtpsec.testing, implicit TLS, 20 ms RTT",
+        "smtpsec.testing, STARTTLS, 20 ms RTT",
     ]
     for table in tables:
         trips = {
