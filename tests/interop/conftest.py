@@ -20,11 +20,14 @@ from interop_harness import START_HINT, PostfixServer, state_dir
 HERE: Final = Path(__file__).resolve().parent
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Fail when CI promised a server (``SMTPSEC_INTEROP=1``), else skip."""
+def _unavailable(reason: str, *, skip: str | None = None) -> NoReturn:
+    """Fail when CI promised the servers (``SMTPSEC_INTEROP=1``), else skip.
+
+    ``skip``: the skip message (default: the Postfix one).
+    """
     if os.environ.get("SMTPSEC_INTEROP") == "1":
         pytest.fail(f"SMTPSEC_INTEROP=1 but {reason}", pytrace=False)
-    pytest.skip(f"Postfix interop server not running: {START_HINT} ({reason})")
+    pytest.skip(skip or f"Postfix interop server not running: {START_HINT} ({reason})")
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +58,7 @@ def haraka(smtpsec_ca: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     why = node_servers.missing()
     if why is not None:
-        _unavailable_node(why)
+        _unavailable(why, skip=f"Node.js interop servers unavailable: {why}")
     server = node_servers.start_haraka(smtpsec_ca, tmp_path_factory.mktemp("haraka"))
     try:
         yield server
@@ -70,7 +73,7 @@ def smtp_server_js(smtpsec_ca: Any, tmp_path_factory: pytest.TempPathFactory) ->
 
     why = node_servers.missing()
     if why is not None:
-        _unavailable_node(why)
+        _unavailable(why, skip=f"Node.js interop servers unavailable: {why}")
     started: list[Any] = []
 
     def start(*, requiretls: bool) -> Any:
@@ -87,8 +90,27 @@ def smtp_server_js(smtpsec_ca: Any, tmp_path_factory: pytest.TempPathFactory) ->
             server.stop()
 
 
-def _unavailable_node(reason: str) -> NoReturn:
-    """Fail when CI promised the Node servers (``SMTPSEC_INTEROP=1``), else skip."""
-    if os.environ.get("SMTPSEC_INTEROP") == "1":
-        pytest.fail(f"SMTPSEC_INTEROP=1 but {reason}", pytrace=False)
-    pytest.skip(f"Node.js interop servers unavailable: {reason}")
+def _exim(ca: Any, *, pipe_connect: bool) -> Iterator[Any]:
+    import exim_server
+
+    why = exim_server.missing()
+    if why is not None:
+        _unavailable(
+            why, skip=f"Exim interop server unavailable (run tests/interop/exim.sh): {why}"
+        )
+    # Exim runs as Debian-exim, which cannot enter pytest's root-only tmp_path:
+    # running_exim uses a directory of its own in the system temp dir.
+    with exim_server.running_exim(ca, pipe_connect=pipe_connect) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def exim(smtpsec_ca: Any) -> Iterator[Any]:
+    """A real Exim 4.96 on two free loopback ports: implicit TLS, STARTTLS, PIPECONNECT."""
+    yield from _exim(smtpsec_ca, pipe_connect=True)
+
+
+@pytest.fixture(scope="module")
+def exim_without_pipeconnect(smtpsec_ca: Any) -> Iterator[Any]:
+    """The same Exim set-up, advertising no PIPECONNECT."""
+    yield from _exim(smtpsec_ca, pipe_connect=False)
