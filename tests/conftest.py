@@ -8,6 +8,19 @@ from collections.abc import Iterator
 import pytest
 
 import smtpsec.policy
+from smtpsec._engine._early import EHLO_REPLIES
+
+
+@pytest.fixture(autouse=True)
+def _no_early_pipelining_memory() -> Iterator[None]:
+    """Every test starts and ends with an empty process-wide PIPECONNECT memory.
+
+    Servers get ephemeral ports, which a later test's server may reuse; what
+    one test taught the process must not steer another (early_pipelining=True).
+    """
+    EHLO_REPLIES.clear()
+    yield
+    EHLO_REPLIES.clear()
 
 
 @pytest.fixture

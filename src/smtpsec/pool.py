@@ -406,5 +406,6 @@ def _close_shared() -> None:
         pool.close()
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
+    os.register_at_fork(after_in_child=_forget_after_fork)
 atexit.register(_close_shared)

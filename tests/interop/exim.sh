@@ -90,6 +90,13 @@ if [[ -x $BIN && -z $(missing_libs) ]] && version=$(version_ok); then
 fi
 
 install -d -m 0755 "$DIR" "$DEBS"
+# The binary found here is started as root: refuse a directory someone else
+# could have prepared (a predictable path under /tmp on a shared machine).
+for d in "$DIR" "$DEBS" "$ROOT"; do
+  [[ -e $d ]] || continue
+  [[ $(stat -c %u "$d") -eq 0 ]] || die "$d is not owned by root; remove it or set SMTPSEC_EXIM_DIR"
+  [[ $(( 0$(stat -c %a "$d") & 022 )) -eq 0 ]] || die "$d is group- or world-writable; remove it or set SMTPSEC_EXIM_DIR"
+done
 : >"$LOG"
 # A fresh image has no package lists at all: fetch them before asking apt-cache.
 if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then

@@ -10,7 +10,6 @@ with ``early_pipelining=True`` send EHLO and ``AUTH PLAIN`` before the greeting
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -20,17 +19,9 @@ from exim_server import DOMAIN, message_id
 import smtpsec
 import smtpsec.aio
 from smtpsec import Security
-from smtpsec._engine._early import EHLO_REPLIES
+from smtpsec._engine._early import EHLO_REPLIES, early_key
+from smtpsec._engine._recipe import Recipe
 from smtpsec.sansio import Extensions
-
-HELO = "[127.0.0.1]"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memory() -> Iterator[None]:
-    EHLO_REPLIES.clear()
-    yield
-    EHLO_REPLIES.clear()
 
 
 def _message(n: int) -> EmailMessage:
@@ -110,10 +101,13 @@ def test_an_exim_that_stopped_advertising_it_is_forgotten(exim_without_pipeconne
     through, and the server is forgotten, so the next session waits as usual.
     """
     exim = exim_without_pipeconnect
-    kept = Extensions({"PIPELINING": (), "PIPECONNECT": (), "AUTH": ("PLAIN",)})
-    EHLO_REPLIES.learn("localhost", exim.implicit_port, True, HELO, kept)
+    options = _options(exim, Security.IMPLICIT_TLS)
+    host, port = options.pop("host"), options.pop("port")
+    recipe = Recipe.prepare(host, port, options, where="test")
+    key = early_key(recipe, recipe.plan.attempts[0])
+    EHLO_REPLIES.learn(key, Extensions({"PIPELINING": (), "PIPECONNECT": (), "AUTH": ("PLAIN",)}))
     first = smtpsec.send(_message(0), **_options(exim, Security.IMPLICIT_TLS))
-    assert EHLO_REPLIES.get("localhost", exim.implicit_port, True, HELO) is None
+    assert EHLO_REPLIES.get(key) is None
     second = smtpsec.send(_message(1), **_options(exim, Security.IMPLICIT_TLS))
     ids = [message_id(first.text), message_id(second.text)]
     assert [exim.early_pipelining_used(i) for i in ids] == [False, False]

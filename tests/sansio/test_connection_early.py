@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from smtpsec.errors import LocalProtocolError
+from smtpsec.errors import LocalProtocolError, RemoteProtocolError
 from smtpsec.sansio import ClientConnection, Command, Response, State
 
 GREETING = b"220 mx.example.test ESMTP\r\n"
@@ -108,3 +108,15 @@ def test_a_refused_auth_after_a_normal_ehlo_stays_ready() -> None:
     assert [r.reply.code for r in feed(conn, b"535 5.7.8 no\r\n")] == [535]
     assert conn.state is State.READY
     conn.send(Command("MAIL", "ann@example.test"))
+
+
+def test_replies_behind_a_closing_greeting_cannot_open_a_session() -> None:
+    """A 521 greeting ends the dialogue: what follows it is unsolicited, not a login."""
+    conn = ClientConnection(tls_active=True)
+    conn.allow_early_pipelining()
+    conn.send(EHLO)
+    conn.send(AUTH)
+    with pytest.raises(RemoteProtocolError, match="nobody asked for"):
+        conn.receive_data(b"521 5.3.2 no mail here\r\n" + EHLO_REPLY + b"235 2.7.0 ok\r\n")
+    assert conn.state is State.CLOSED
+    assert not conn.authenticated

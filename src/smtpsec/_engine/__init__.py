@@ -4,7 +4,8 @@ Layers inside, bottom up: ``_io`` (typed I/O requests and the two drivers),
 ``_wire`` (sole owner of the transport and the protocol state), ``_phases``
 and ``_auth`` (greeting, EHLO, the STARTTLS switch, the AUTH exchange, QUIT),
 ``_message``/``_envelope``/``_transactions`` (mail at the round-trip minimum),
-``_setup`` and ``_session`` (what the native and asyncio sessions share).
+``_recipe``, ``_login``, ``_early`` and ``_setup`` (the connect), and
+``_session`` (what the native and asyncio sessions share).
 The front ends (:mod:`smtpsec.client`, :mod:`smtpsec.aio`,
 :mod:`smtpsec.smtplib`, the CLI) import from here and nowhere deeper.
 """
@@ -38,15 +39,9 @@ from ._message import (
 )
 from ._pooling import DEFAULT_SIZE as DEFAULT_POOL_SIZE
 from ._pooling import Entry, PoolLimits, RateLimiter, Slots, is_connection_limit
+from ._recipe import DEFAULT_TIMEOUT, Recipe
 from ._session import SessionState, emit, single
-from ._setup import (
-    DEFAULT_TIMEOUT,
-    Established,
-    Recipe,
-    connect_steps,
-    establish,
-    transport_steps,
-)
+from ._setup import Established, connect_steps, establish, transport_steps
 from ._transactions import run_transactions
 from ._wire import Wire
 

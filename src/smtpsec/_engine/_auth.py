@@ -50,6 +50,7 @@ def authenticate(
     *,
     initial_response: bool = True,
     queued: bool = False,
+    outdated: bool = False,
 ) -> IO[Reply]:
     """Run one AUTH exchange with ``mechanism``; return the ``235`` reply.
 
@@ -59,6 +60,10 @@ def authenticate(
         initial_response: see :func:`auth_line`.
         queued: its :func:`auth_line` is already queued behind an early EHLO,
             and that EHLO's reply has been taken; only the replies are read.
+        outdated: ``queued`` was chosen from a kept EHLO reply that the server's
+            real one no longer matches: a ``503`` to it is a refusal like any
+            other (Exim: "AUTH command used when not advertised"), not a sign
+            of session fixation.
 
     Raises:
         AuthenticationError: the server refused (``hint`` says what usually
@@ -89,7 +94,7 @@ def authenticate(
     if reply.code == 235:
         mechanism.verify_success(sasl.decode_success_data(reply.lines[0] if reply.lines else ""))
         return reply
-    if reply.code == 503 and rounds == 0:
+    if reply.code == 503 and rounds == 0 and not outdated:
         raise RemoteProtocolError(
             f"{wire.peer} answered the first AUTH with 503 ('already authenticated' or out "
             "of sequence): this session was not set up by us (session fixation or "

@@ -17,12 +17,13 @@ from .._advice import NATIVE, Advice
 from .._types import QUIT_WAIT
 from ..errors import (
     RemoteProtocolError,
+    ReplyError,
     SMTPSecError,
     TLSUnavailableError,
 )
 from ..errors import TimeoutError as DeadlineError
 from ..guard import Guard
-from ..sansio import Command, Reply, State
+from ..sansio import Command, Extensions, Reply, State
 from ..tls import TLSInfo, translate_ssl_error
 from ..transports import AnyTransport
 from ._io import IO, Close, PendingPlaintext, StartTLS, perform
@@ -30,6 +31,7 @@ from ._wire import Wire
 
 __all__ = [
     "abandon",
+    "accepted_ehlo",
     "ask_starttls",
     "greeting",
     "handshake",
@@ -135,6 +137,26 @@ def greeting(wire: Wire, *, implicit: bool) -> IO[Reply]:
 def hello(wire: Wire, name: str, *, lmtp: bool = False) -> IO[Reply]:
     """Send EHLO (LHLO for LMTP) and return the reply; on 250 the extensions are known."""
     return (yield from wire.command(Command("LHLO" if lmtp else "EHLO", name)))
+
+
+def accepted_ehlo(wire: Wire, reply: Reply) -> Extensions:
+    """The extensions of a ``250`` EHLO reply; any other reply is refused.
+
+    Raises:
+        ReplyError: EHLO was refused; there is no fallback to HELO, which
+            cannot carry STARTTLS (R-LIB-HELO-1).
+    """
+    if reply.code != 250:
+        raise ReplyError(
+            f"{wire.peer} refused EHLO with {reply.code}; smtpsec does not fall back to HELO",
+            code=reply.code,
+            enhanced_status=str(reply.enhanced_status) if reply.enhanced_status else None,
+            text=reply.text,
+            server_text_authenticated=wire.transport.tls is not None,
+        )
+    extensions = wire.conn.extensions
+    assert extensions is not None
+    return extensions
 
 
 def starttls(

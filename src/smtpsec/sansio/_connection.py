@@ -428,7 +428,10 @@ class ClientConnection:
                 if self._projected is State.GREETING:
                     self._projected = State.NEED_EHLO
             else:
+                # No session: nothing sent early behind the greeting counts,
+                # and a reply to it would be one nobody asked for.
                 self._state = self._projected = State.CLOSED
+                self._pending.clear()
             return
         verb = command.verb
         if verb == "QUIT":
