@@ -13,7 +13,9 @@ Per library and TLS mode, ``--repeat`` one-shot sends, each on a new connection:
 * ``smtpsec.send``: the one-shot ``smtpsec.send(..., auth="PLAIN")``;
 * ``smtpsec.send early``: the same with ``early_pipelining=True``; one send
   before the measured ones lets the process learn that the server advertises
-  ``PIPECONNECT``.
+  ``PIPECONNECT``;
+* ``smtpsec.aio.send`` and ``smtpsec.aio.send early``: the same through
+  ``smtpsec.aio.send``, each call in ``asyncio.run``.
 
 Servers: a real Exim 4.96 (``tests/interop/exim.sh`` unpacks it; this script
 starts a private instance with ``PIPECONNECT`` advertised),
@@ -30,6 +32,7 @@ asserts a timing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import statistics
 import sys
@@ -44,14 +47,23 @@ if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import smtpsec
+import smtpsec.aio
 from benchmarks.clients import EHLO_NAME, TIMEOUT, AiosmtplibAdapter, SmtplibAdapter
 from benchmarks.proxy import DelayProxy
 from benchmarks.report import machine_info
 from benchmarks.servers import PASSWORD, USER, Target, postfix_target
+from smtpsec import ConnectOptions
 from smtpsec.testing import CA, DEFAULT_EXTENSIONS, SMTPServer
 
 INTEROP: Final = Path(__file__).resolve().parent.parent / "tests" / "interop"
-CLIENTS: Final = ("smtplib", "aiosmtplib", "smtpsec.send", "smtpsec.send early")
+CLIENTS: Final = (
+    "smtplib",
+    "aiosmtplib",
+    "smtpsec.send",
+    "smtpsec.send early",
+    "smtpsec.aio.send",
+    "smtpsec.aio.send early",
+)
 _MISSING: Final = {
     "exim": "unpack it with tests/interop/exim.sh",
     "postfix": "not running (tests/interop/postfix.sh start)",
@@ -139,20 +151,28 @@ def _senders(target: Target, port: int, implicit: bool) -> dict[str, Callable[[i
 
         return send
 
+    def options(early: bool) -> ConnectOptions:
+        return {
+            "security": security,
+            "username": target.username,
+            "password": target.password,
+            "auth": "PLAIN",
+            "policy": policy,
+            "timeout": TIMEOUT,
+            "local_hostname": EHLO_NAME,
+            "early_pipelining": early,
+        }
+
     def one_shot(early: bool) -> Callable[[int], object]:
         def send(n: int) -> object:
-            return smtpsec.send(
-                _message(target, n),
-                host=target.host,
-                port=port,
-                security=security,
-                username=target.username,
-                password=target.password,
-                auth="PLAIN",
-                policy=policy,
-                timeout=TIMEOUT,
-                local_hostname=EHLO_NAME,
-                early_pipelining=early,
+            return smtpsec.send(_message(target, n), host=target.host, port=port, **options(early))
+
+        return send
+
+    def aio_one_shot(early: bool) -> Callable[[int], object]:
+        def send(n: int) -> object:
+            return asyncio.run(
+                smtpsec.aio.send(_message(target, n), host=target.host, port=port, **options(early))
             )
 
         return send
@@ -162,6 +182,8 @@ def _senders(target: Target, port: int, implicit: bool) -> dict[str, Callable[[i
         "aiosmtplib": library(AiosmtplibAdapter),
         "smtpsec.send": one_shot(False),
         "smtpsec.send early": one_shot(True),
+        "smtpsec.aio.send": aio_one_shot(False),
+        "smtpsec.aio.send early": aio_one_shot(True),
     }
 
 

@@ -76,8 +76,23 @@ async def _server(
         await transport.close()
         done.set()
         await asyncio.gather(*handlers, return_exceptions=True)
+        # The client does not wait for the server's side of a TLS close
+        # (R-8314-3.4-2): let this server finish accepting and closing.
+        await eventually(lambda: not _server_tasks(), "the test server's connections to end")
         server.close()
         await server.wait_closed()
+
+
+def _server_tasks() -> list[asyncio.Task[object]]:
+    """This module's server tasks still running: accepting a connection, or handling one."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and task.get_coro().__qualname__.endswith(
+            ("_accept_connection2", "_server.<locals>.tracked")
+        )
+    ]
 
 
 @asynccontextmanager

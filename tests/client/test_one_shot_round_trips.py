@@ -10,6 +10,7 @@ clear; no timing is asserted.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import smtpsec
+import smtpsec.aio
 from smtpsec import Security
 from smtpsec.testing import CA, LeafCert, SMTPServer
 
@@ -46,25 +48,31 @@ def _message() -> EmailMessage:
         (Security.STARTTLS, 6),
     ],
 )
+@pytest.mark.parametrize("front", ["blocking", "asyncio"])
 def test_one_shot_send_waits_for_no_round_trip_after_the_message(
-    smtpsec_cert: LeafCert, policy: smtpsec.Policy, security: Security, expected: int
+    smtpsec_cert: LeafCert, policy: smtpsec.Policy, security: Security, expected: int, front: str
 ) -> None:
     """QUIT rides with the message (R-2920-3.1-1) and the server's close_notify is not
-    awaited (R-8314-3.4-2): nothing after the transaction's flight costs a round trip."""
+    awaited (R-8314-3.4-2): nothing after the transaction's flight costs a round trip,
+    with ``smtpsec.send`` or ``smtpsec.aio.send``."""
     with SMTPServer(smtpsec_cert, tls=security, users={"ann": "pw"}) as srv:
         with DelayProxy(("127.0.0.1", srv.port), one_way_delay=0.05) as proxy:
             before = proxy.traffic()
-            result = smtpsec.send(
-                _message(),
-                host="localhost",
-                port=proxy.address[1],
-                security=security,
-                username="ann",
-                password="pw",
-                auth="PLAIN",
-                policy=policy,
-                timeout=10,
-            )
+            options: smtpsec.ConnectOptions = {
+                "security": security,
+                "username": "ann",
+                "password": "pw",
+                "auth": "PLAIN",
+                "policy": policy,
+                "timeout": 10,
+            }
+            port = proxy.address[1]
+            if front == "blocking":
+                result = smtpsec.send(_message(), host="localhost", port=port, **options)
+            else:
+                result = asyncio.run(
+                    smtpsec.aio.send(_message(), host="localhost", port=port, **options)
+                )
             spent = proxy.traffic() - before
             assert proxy.wait_idle(10.0)
         capture = srv.wait_for_connections(1, timeout=10)[0]
