@@ -402,7 +402,8 @@ class _MuteTLSPeer:
     def _serve(self) -> None:
         raw, _ = self._listener.accept()
         raw.settimeout(10)
-        with self._context.wrap_socket(raw, server_side=True) as tls:
+        # No ragged EOFs: a bare FIN without close_notify must not count as one.
+        with self._context.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False) as tls:
             if tls.recv(1) == b"":  # SSL EOF: the client's close_notify
                 self.close_notify.set()
             self._release.wait(10)  # and no close_notify back

@@ -24,7 +24,7 @@ from smtpsec.testing import CA, LeafCert, SMTPServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.proxy import DelayProxy
+from benchmarks.proxy import DelayProxy, Traffic
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +69,16 @@ def test_one_shot_send_waits_for_no_round_trip_after_the_message(
             port = proxy.address[1]
             if front == "blocking":
                 result = smtpsec.send(_message(), host="localhost", port=port, **options)
+                spent = proxy.traffic() - before
             else:
-                result = asyncio.run(
-                    smtpsec.aio.send(_message(), host="localhost", port=port, **options)
-                )
-            spent = proxy.traffic() - before
+
+                async def one() -> tuple[smtpsec.SendResult, Traffic]:
+                    sent = await smtpsec.aio.send(
+                        _message(), host="localhost", port=port, **options
+                    )
+                    return sent, proxy.traffic() - before  # read when the call returns
+
+                result, spent = asyncio.run(one())
             assert proxy.wait_idle(10.0)
         capture = srv.wait_for_connections(1, timeout=10)[0]
     assert result.accepted == ("bob@example.test",)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from smtpsec.errors import LocalProtocolError, RemoteProtocolError
+from smtpsec.errors import LocalProtocolError
 from smtpsec.sansio import ClientConnection, Command, Response, State
 
 GREETING = b"220 mx.example.test ESMTP\r\n"
@@ -111,12 +111,26 @@ def test_a_refused_auth_after_a_normal_ehlo_stays_ready() -> None:
 
 
 def test_replies_behind_a_closing_greeting_cannot_open_a_session() -> None:
-    """A 521 greeting ends the dialogue: what follows it is unsolicited, not a login."""
+    """A 521 greeting ends the dialogue: the greeting is what the caller gets, and
+    nothing behind it (even in the same read) makes a session or a login."""
     conn = ClientConnection(tls_active=True)
     conn.allow_early_pipelining()
     conn.send(EHLO)
     conn.send(AUTH)
-    with pytest.raises(RemoteProtocolError, match="nobody asked for"):
-        conn.receive_data(b"521 5.3.2 no mail here\r\n" + EHLO_REPLY + b"235 2.7.0 ok\r\n")
+    responses = feed(conn, b"521 5.3.2 no mail here\r\n" + EHLO_REPLY + b"235 2.7.0 ok\r\n")
+    assert [r.reply.code for r in responses] == [521]
     assert conn.state is State.CLOSED
     assert not conn.authenticated
+    assert conn.extensions is None
+    with pytest.raises(LocalProtocolError, match="closed"):
+        conn.send(Command("MAIL", "ann@example.test"))
+
+
+def test_a_421_ends_the_dialogue_whatever_follows_in_the_same_read() -> None:
+    conn = ClientConnection(tls_active=True)
+    conn.allow_early_pipelining()
+    conn.send(EHLO)
+    conn.send(AUTH)
+    responses = feed(conn, GREETING + b"421 4.3.2 busy\r\n503 5.5.1 no\r\n")
+    assert [r.reply.code for r in responses] == [220, 421]
+    assert conn.state is State.CLOSED

@@ -143,28 +143,39 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
     os.register_at_fork(after_in_child=EHLO_REPLIES.after_fork)
 
 
-def early_key(recipe: Recipe, attempt: Attempt) -> Hashable:
+def early_key(recipe: Recipe, attempt: Attempt) -> Hashable | None:
     """Where a server's reply is kept: name, port, how TLS starts, EHLO name, trust, identity.
 
-    The policy and the reference identity are part of it, so a reply learnt
-    under one trust configuration never decides what another one sends.
+    The policy (with its ``ssl_context``, which policies do not compare) and
+    the reference identity are part of it, so a reply learnt under one trust
+    configuration never decides what another one sends. ``None`` when the
+    policy cannot be part of a key (a list where a tuple belongs): such a
+    session never pipelines early.
     """
-    return (
+    policy = recipe.policy
+    key = (
         recipe.host.lower().rstrip("."),
         attempt.port,
         attempt.tls is Security.IMPLICIT_TLS,
         recipe.helo,
-        recipe.policy,
+        policy,
+        None if policy.ssl_context is None else id(policy.ssl_context),
         recipe.identity,
     )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def learn(
     recipe: Recipe, attempt: Attempt, guard: Guard, wire: Wire, extensions: Extensions
 ) -> None:
     """Keep (or forget) the server's EHLO reply; only over confidential TLS."""
-    if guard.confidential(wire.transport.tls):
-        EHLO_REPLIES.learn(early_key(recipe, attempt), extensions)
+    key = early_key(recipe, attempt)
+    if key is not None and guard.confidential(wire.transport.tls):
+        EHLO_REPLIES.learn(key, extensions)
 
 
 class EarlyRefused(Exception):
@@ -210,8 +221,8 @@ def early_hello(
     if not guard.confidential(info):
         return None
     key = early_key(recipe, attempt)
-    kept = EHLO_REPLIES.get(key)
-    if kept is None:
+    kept = None if key is None else EHLO_REPLIES.get(key)
+    if key is None or kept is None:
         return None
     wire.conn.allow_early_pipelining()
     wire.queue(Command("EHLO", recipe.helo))
@@ -267,6 +278,8 @@ def early_login(wire: Wire, attempt: Attempt, recipe: Recipe, flight: EarlyFligh
     except _RETRIED as exc:
         if flight.confirmed:
             raise
-        EHLO_REPLIES.refuse(early_key(recipe, attempt))
+        key = early_key(recipe, attempt)
+        if key is not None:
+            EHLO_REPLIES.refuse(key)
         raise EarlyRefused from exc
     return (yield from login(wire, flight.extensions, recipe))

@@ -85,8 +85,8 @@ def login(
     except AuthenticationError as exc:
         provider = recipe.token
         refused = sasl.token_refused(exc.code, mechanism.name, mechanism.server_error)
-        if not (refused and isinstance(provider, sasl.RefreshingTokenProvider)):
-            raise
+        if outdated or not (refused and isinstance(provider, sasl.RefreshingTokenProvider)):
+            raise  # (an outdated mechanism is chosen again, not refreshed)
         # The token was refused (expired, say): one fresh token, one more AUTH.
         fresh = yield from perform(Offload(provider.refresh))
         mechanism = sasl.choose_mechanism(

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from typing_extensions import Unpack
 
@@ -152,7 +153,8 @@ class Pool:
     async def _connect(self) -> AsyncSession | None:
         """Open a session in a booked slot; ``None``: the server is at its limit, wait."""
         try:
-            return await Connecting(self._recipe)
+            # Each connection collects its own findings (tasks connect at once).
+            return await Connecting(replace(self._recipe, findings=[]))
         except BaseException as exc:
             retry = self._slots.connect_failed(exc)
             await self._wake_all()

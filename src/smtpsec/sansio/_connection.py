@@ -367,6 +367,11 @@ class ClientConnection:
             )
             self._ready.append(response)
             self._advance(pending, reply)
+            if self._state is State.CLOSED and (reply.code == 421 or pending.command is None):
+                # A refusing greeting or a 421 ended the dialogue: whatever
+                # follows it answers nothing that can still matter.
+                self._parser.take_buffered()
+                break
             if self._tls_pending():
                 # Whatever followed the 220, whole replies or fragments, was sent
                 # before TLS: keep it as evidence of injection (R-EAST-BR-1).
@@ -428,8 +433,7 @@ class ClientConnection:
                 if self._projected is State.GREETING:
                     self._projected = State.NEED_EHLO
             else:
-                # No session: nothing sent early behind the greeting counts,
-                # and a reply to it would be one nobody asked for.
+                # No session: nothing sent early behind the greeting counts.
                 self._state = self._projected = State.CLOSED
                 self._pending.clear()
             return

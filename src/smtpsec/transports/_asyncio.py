@@ -395,18 +395,16 @@ class AsyncTransport:
     async def close(self) -> None:
         """Close; with TLS, send close_notify first and do not wait for the peer's.
 
-        R-8314-3.4-1: closing a TLS transport writes the close_notify at once
-        (asyncio hands it to the socket inside ``close()``, on every supported
-        Python). R-8314-3.4-2: the peer's is not awaited; after one pass of the
-        loop the transport is let go, so no shutdown outlives the call.
-        Without TLS, what was written is flushed first (the writes were
-        drained already).
+        R-8314-3.4-1: closing a TLS transport writes the close_notify to the
+        socket inside ``close()`` (asyncio's TLS layer does so on 3.10 and on
+        3.11+ when the socket is not backed up, which is when a session ends
+        normally). R-8314-3.4-2: the peer's is not awaited: the transport is
+        let go at once, with no await in between, so neither a cancellation
+        nor a silent peer can leave a shutdown running. A plaintext transport
+        with unsent bytes (the peer stopped reading) is let go as well.
         """
-        if self._transport.is_closing():
-            return
-        self._transport.close()
-        if self.tls is None:
-            return
-        await asyncio.sleep(0)
-        if not self._protocol.eof:
-            self._transport.abort()
+        transport = self._transport
+        if not transport.is_closing():
+            transport.close()
+        if self.tls is not None or transport.get_write_buffer_size():
+            transport.abort()
