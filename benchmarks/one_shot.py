@@ -51,9 +51,9 @@ import smtpsec.aio
 from benchmarks.clients import EHLO_NAME, TIMEOUT, AiosmtplibAdapter, SmtplibAdapter
 from benchmarks.proxy import DelayProxy
 from benchmarks.report import machine_info
-from benchmarks.servers import PASSWORD, USER, Target, postfix_target
+from benchmarks.servers import Target, fake_servers, postfix_target
 from smtpsec import ConnectOptions
-from smtpsec.testing import CA, DEFAULT_EXTENSIONS, SMTPServer
+from smtpsec.testing import CA, DEFAULT_EXTENSIONS
 
 INTEROP: Final = Path(__file__).resolve().parent.parent / "tests" / "interop"
 CLIENTS: Final = (
@@ -81,27 +81,8 @@ def _message(target: Target, n: int) -> EmailMessage:
 @contextlib.contextmanager
 def testing_server(workdir: Path) -> Iterator[Target]:
     """``smtpsec.testing.SMTPServer`` on two ports, advertising PIPECONNECT."""
-    ca = CA.create("smtpsec benchmark CA")
-    leaf = ca.issue("localhost", ips=("127.0.0.1",))
-    cafile = ca.write_cafile(workdir / "ca.pem")
-    extensions = (*DEFAULT_EXTENSIONS, "PIPECONNECT")
-    with (
-        SMTPServer(leaf, users={USER: PASSWORD}, extensions=extensions) as implicit,
-        SMTPServer(
-            leaf, tls=smtpsec.Security.STARTTLS, users={USER: PASSWORD}, extensions=extensions
-        ) as starttls,
-    ):
-        yield Target(
-            name="smtpsec.testing",
-            host="localhost",
-            implicit_port=implicit.port,
-            starttls_port=starttls.port,
-            cafile=str(cafile),
-            username=USER,
-            password=PASSWORD,
-            sender="sender@bench.test",
-            recipient_domain="bench.test",
-        )
+    with fake_servers(workdir, extensions=(*DEFAULT_EXTENSIONS, "PIPECONNECT")) as target:
+        yield target
 
 
 @contextlib.contextmanager

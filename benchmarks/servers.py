@@ -121,16 +121,19 @@ class _NoDelaySMTPServer(SMTPServer):
 
 
 @contextlib.contextmanager
-def fake_servers(workdir: Path) -> Iterator[Target]:
+def fake_servers(workdir: Path, *, extensions: tuple[str, ...] | None = None) -> Iterator[Target]:
     """Run ``smtpsec.testing.SMTPServer`` on two ports and yield its :class:`Target`.
 
     Args:
         workdir: where the CA file is written for the clients.
+        extensions: what EHLO advertises, instead of the test server's defaults.
     """
     ca = CA.create("smtpsec benchmark CA")
     leaf = ca.issue("localhost", ips=("127.0.0.1",))
     cafile = ca.write_cafile(workdir / "fake-ca.pem")
     script = Script(users={USER: PASSWORD}, require_auth=True)
+    if extensions is not None:
+        script = script.replace(extensions=extensions)
     with (
         _NoDelaySMTPServer(leaf, tls=Security.IMPLICIT_TLS, script=script) as implicit,
         _NoDelaySMTPServer(leaf, tls=Security.STARTTLS, script=script) as starttls,
