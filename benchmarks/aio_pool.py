@@ -50,7 +50,7 @@ import smtpsec
 import smtpsec.aio
 from benchmarks import messages
 from benchmarks.clients import EHLO_NAME, TIMEOUT, aiosmtplib_client
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, run_footer
 from benchmarks.servers import PASSWORD, USER, serve_in_child
 from smtpsec import Security
 
@@ -307,24 +307,13 @@ def render(results: Results) -> str:
             mine = results.median_rate("smtpsec", kind, n)
             theirs = results.median_rate("aiosmtplib", kind, n)
             lines.append(
-                f"| {_KIND[kind]} | {n} | {mine:,.0f} | {theirs:,.0f} | ×{mine / theirs:.2f} "
+                f"| {messages.PAYLOADS[kind]} | {n} | {mine:,.0f} | {theirs:,.0f} "
+                f"| ×{mine / theirs:.2f} "
                 f"| {_connections(results.runs('smtpsec', kind, n))} / "
                 f"{_connections(results.runs('aiosmtplib', kind, n))} |"
             )
-    machine = results.machine
-    lines.append("")
-    if results.command:
-        lines.append(f"Command: `{results.command}`")
-    lines.append(
-        f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['os']}, "
-        f"{machine['implementation']} {machine['python']}, {machine['openssl']}; "
-        f"smtpsec {machine['smtpsec']}, aiosmtplib {machine['aiosmtplib']}; load average "
-        f"at the start {machine['loadavg']}; total run time {results.seconds:.0f} s."
-    )
+    lines += ["", *run_footer(results.machine, results.command, results.seconds)]
     return "\n".join(lines)
-
-
-_KIND: Final = {"email": "`EmailMessage`", "bytes": "bytes"}
 
 
 def _connections(runs: list[Sample]) -> str:

@@ -64,7 +64,7 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 import smtpsec
 from benchmarks import messages
 from benchmarks.clients import EHLO_NAME, TIMEOUT, aiosmtplib_client
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, run_footer
 from benchmarks.servers import PASSWORD, USER, SinkServer, serve_in_child
 from smtpsec import Security
 
@@ -536,24 +536,12 @@ def render(results: Results) -> str:
         low, high = min(s.cpu_us for s in runs), max(s.cpu_us for s in runs)
         flag = "" if all(s.ok for s in runs) else " **(not all accepted)**"
         lines.append(
-            f"| {_CALLS[(library, kind)]}{flag} | {_KIND[kind]} | {cpu:,.1f} "
+            f"| {_CALLS[(library, kind)]}{flag} | {messages.PAYLOADS[kind]} | {cpu:,.1f} "
             f"| {low:,.1f}–{high:,.1f} | {ratio} "
             f"| {statistics.median(s.wall_us for s in runs):,.1f} |"
         )
-    machine = results.machine
-    lines.append("")
-    if results.command:
-        lines.append(f"Command: `{results.command}`")
-    lines.append(
-        f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['os']}, "
-        f"{machine['implementation']} {machine['python']}, {machine['openssl']}; "
-        f"smtpsec {machine['smtpsec']}, aiosmtplib {machine['aiosmtplib']}; load average "
-        f"at the start {machine['loadavg']}; total run time {results.seconds:.0f} s."
-    )
+    lines += ["", *run_footer(results.machine, results.command, results.seconds)]
     return "\n".join(lines)
-
-
-_KIND: Final = {"email": "`EmailMessage`", "bytes": "bytes"}
 
 
 def _to_json(results: Results) -> dict[str, Any]:

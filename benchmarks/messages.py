@@ -11,9 +11,11 @@ import email.utils
 from email.message import EmailMessage
 from typing import Final
 
-__all__ = ["SENDER", "Raw", "emails", "rendered"]
+__all__ = ["PAYLOADS", "SENDER", "Raw", "emails", "rendered"]
 
 SENDER: Final = "sender@bench.test"
+#: How each payload kind is named in the reports.
+PAYLOADS: Final = {"email": "`EmailMessage`", "bytes": "bytes"}
 _BODY: Final = "The quick brown fox jumps over the lazy dog.\n" * 23
 
 #: ``(sender, recipients, content with CRLF)``: a message as ``sendmail`` takes it.

@@ -50,7 +50,7 @@ import smtpsec
 import smtpsec.aio
 from benchmarks.clients import EHLO_NAME, TIMEOUT, AiosmtplibAdapter, SmtplibAdapter
 from benchmarks.proxy import DelayProxy
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, machine_line
 from benchmarks.servers import Target, fake_servers, postfix_target
 from smtpsec import ConnectOptions
 from smtpsec.testing import CA, DEFAULT_EXTENSIONS
@@ -235,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `python benchmarks/one_shot.py --repeat {args.repeat}{direct} "
         f"--server {','.join(names)}`  "
     )
-    info = machine_info()
-    print("Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
+    print(machine_line(machine_info()))
     print()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

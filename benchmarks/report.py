@@ -11,7 +11,7 @@ import os
 import platform
 import ssl
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -249,6 +249,23 @@ def _markdown(head: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: bo
     lines.append("|" + "|".join("---:" if i and numeric else "---" for i in range(len(head))) + "|")
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def machine_line(info: Mapping[str, str]) -> str:
+    """``Machine: key value, ...``: the short form the scripts print under their title."""
+    return "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items())
+
+
+def run_footer(machine: Mapping[str, str], command: str | None, seconds: float) -> list[str]:
+    """The lines that end a throughput report: the command, then the machine and run time."""
+    lines = [f"Command: `{command}`"] if command else []
+    lines.append(
+        f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['os']}, "
+        f"{machine['implementation']} {machine['python']}, {machine['openssl']}; "
+        f"smtpsec {machine['smtpsec']}, aiosmtplib {machine['aiosmtplib']}; load average "
+        f"at the start {machine['loadavg']}; total run time {seconds:.0f} s."
+    )
+    return lines
 
 
 def machine_info() -> dict[str, str]:

@@ -44,7 +44,7 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 
 import smtpsec
 from benchmarks.proxy import DelayProxy
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, machine_line
 from benchmarks.servers import Target, fake_servers
 
 EHLO_NAME: Final = "bench.localhost"
@@ -193,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `python benchmarks/web_requests.py --requests {args.requests} "
         f"--rtt-ms {args.rtt_ms:g} --threads {args.threads}`  "
     )
-    info = machine_info()
-    print("Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
+    print(machine_line(machine_info()))
     print()
     with (
         tempfile.TemporaryDirectory() as tmp,
