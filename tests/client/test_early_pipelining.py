@@ -44,18 +44,24 @@ def policy(smtpsec_ca: CA, tmp_path_factory: pytest.TempPathFactory) -> smtpsec.
     return smtpsec.Policy(cafile=smtpsec_ca.write_cafile(tmp_path_factory.mktemp("ca") / "ca.pem"))
 
 
+def _options(
+    policy: smtpsec.Policy, security: Security = Security.IMPLICIT_TLS, *, early: bool = True
+) -> smtpsec.ConnectOptions:
+    """AUTH as ann over ``security``, trusting the test CA, with or without early pipelining."""
+    return {
+        "security": security,
+        "username": "ann",
+        "password": "pw",
+        "policy": policy,
+        "timeout": 10,
+        "early_pipelining": early,
+    }
+
+
 def _connect(port: int, policy: smtpsec.Policy, security: Security, **extra: bool) -> bool:
     """One session with AUTH; True when it pipelined early."""
-    with smtpsec.connect(
-        "localhost",
-        port,
-        security=security,
-        username="ann",
-        password="pw",
-        policy=policy,
-        timeout=10,
-        early_pipelining=extra.get("early", True),
-    ) as session:
+    options = _options(policy, security, early=extra.get("early", True))
+    with smtpsec.connect("localhost", port, **options) as session:
         assert session.report.authenticated_as == "ann"
         return session.report.early_pipelining
 
@@ -126,13 +132,8 @@ def test_early_pipelining_saves_round_trips(
                     recipients=["bob@example.test"],
                     host="localhost",
                     port=proxy.address[1],
-                    security=security,
-                    username="ann",
-                    password="pw",
                     auth="PLAIN",
-                    policy=policy,
-                    timeout=10,
-                    early_pipelining=True,
+                    **_options(policy, security),
                 )
                 spent.append((proxy.traffic() - before).round_trips)
                 assert result.accepted == ("bob@example.test",)
@@ -261,14 +262,7 @@ def test_asyncio_sessions_pipeline_early_too(
         used = []
         for _ in range(2):
             async with await smtpsec.aio.connect(
-                "localhost",
-                srv.port,
-                security=Security.IMPLICIT_TLS,
-                username="ann",
-                password="pw",
-                policy=policy,
-                timeout=10,
-                early_pipelining=True,
+                "localhost", srv.port, **_options(policy)
             ) as session:
                 used.append(session.report.early_pipelining)
         return used
@@ -282,16 +276,7 @@ def test_a_pool_pipelines_its_later_connections_early(
 ) -> None:
     with SMTPServer(smtpsec_cert, users={"ann": "pw"}, extensions=EARLY) as srv:
         _prime(srv.port, policy, KEPT)
-        with smtpsec.Pool(
-            "localhost",
-            srv.port,
-            security=Security.IMPLICIT_TLS,
-            username="ann",
-            password="pw",
-            policy=policy,
-            timeout=10,
-            early_pipelining=True,
-        ) as pool:
+        with smtpsec.Pool("localhost", srv.port, **_options(policy)) as pool:
             with pool.session() as session:
                 assert session.report.early_pipelining
             result = pool.send(MESSAGE, sender="ann@example.test", recipients=["bob@example.test"])
@@ -341,17 +326,10 @@ def test_a_server_that_lets_early_input_time_out_is_not_tried_early_again(
 
     with SMTPServer(smtpsec_cert, users={"ann": "pw"}, extensions=EARLY, on_command=silent) as srv:
         _prime(srv.port, policy, KEPT)
+        options = _options(policy)
+        options["timeout"] = 1.5
         with pytest.raises(smtpsec.TimeoutError):
-            smtpsec.connect(
-                "localhost",
-                srv.port,
-                security=Security.IMPLICIT_TLS,
-                username="ann",
-                password="pw",
-                policy=policy,
-                timeout=1.5,
-                early_pipelining=True,
-            )
+            smtpsec.connect("localhost", srv.port, **options)
         assert len(srv.wait_for_connections(1, timeout=10)) == 1  # not retried
     key = _key(srv.port, policy)
     assert EHLO_REPLIES.get(key) is None
